@@ -1,0 +1,165 @@
+"""The command line: ``python -m chat COMMAND ...``.  Entry points may print; the library logs."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+
+from chat.limits import Limits
+
+DEFAULT_PORT = 8000
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    return args.run(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m chat",
+        description="chat lab: a multi-user chat on socket and threading, and the tools to measure it.",
+    )
+    parser.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"],
+                        help="how much the library logs to stderr (default: warning)")
+    commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
+    _add_server(commands)
+    _add_client(commands)
+    _add_demo(commands)
+    for extend in _EXTENSIONS:
+        extend(commands)
+    return parser
+
+
+# Commands added by other modules of the package (benchmarks, UDP, report).
+_EXTENSIONS: list = []
+
+
+def _add_network(parser: argparse.ArgumentParser, port: int = DEFAULT_PORT) -> None:
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to use (default 127.0.0.1; 0.0.0.0 opens the server to your network)")
+    parser.add_argument("--port", type=int, default=port, help=f"TCP port (default {port}; 0 picks a free one)")
+
+
+# -- server ------------------------------------------------------------------------
+
+
+def _add_server(commands) -> None:
+    defaults = Limits()
+    parser = commands.add_parser("server", help="run the chat server until Ctrl+C",
+                                 description="Run the chat server until Ctrl+C or SIGTERM (exit code 0).")
+    _add_network(parser)
+    parser.add_argument("--max-clients", type=int, default=defaults.max_clients, metavar="N",
+                        help=f"connections at once; one more gets an error line (default {defaults.max_clients})")
+    parser.add_argument("--max-line", type=int, default=defaults.max_line_bytes, metavar="BYTES",
+                        help=f"longest line a client may send; longer gets an error (default {defaults.max_line_bytes})")
+    parser.add_argument("--max-rate", type=float, default=defaults.rate_lines_per_s, metavar="LINES_PER_S",
+                        help=f"lines per second per client before the server slows its reading; 0 is off (default {defaults.rate_lines_per_s:g})")
+    parser.add_argument("--burst", type=int, default=defaults.rate_burst_lines, metavar="LINES",
+                        help=f"lines a client may send at once before --max-rate applies (default {defaults.rate_burst_lines})")
+    parser.add_argument("--sendq", type=int, default=defaults.sendq_bytes, metavar="BYTES",
+                        help=f"bytes queued for one client before it is dropped as too slow (default {defaults.sendq_bytes})")
+    parser.add_argument("--registration-timeout", type=float, default=defaults.registration_timeout_s, metavar="SECONDS",
+                        help=f"time a new connection has to choose a name (default {defaults.registration_timeout_s:g})")
+    parser.add_argument("--no-nodelay", dest="nodelay", action="store_false",
+                        help="leave Nagle's algorithm on (slower; for experiments)")
+    parser.set_defaults(run=_run_server)
+
+
+def server_limits(args: argparse.Namespace) -> Limits:
+    return Limits(
+        max_clients=args.max_clients,
+        max_line_bytes=args.max_line,
+        sendq_bytes=args.sendq,
+        rate_lines_per_s=args.max_rate,
+        rate_burst_lines=args.burst,
+        registration_timeout_s=args.registration_timeout,
+    )
+
+
+def _run_server(args: argparse.Namespace) -> int:
+    from chat.server import ChatServer
+
+    try:
+        server = ChatServer(args.host, args.port, server_limits(args), nodelay=args.nodelay)
+    except (OSError, ValueError) as exc:
+        print(f"can't start the server on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 2
+    host, port = server.server_address
+    print(f"chat server on {host}:{port}; connect with `python -m chat client --port {port}` "
+          f"or `nc {host} {port}`; Ctrl+C stops it", flush=True)
+    with stop_on_sigterm():
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.stop()
+    print("server stopped", flush=True)
+    return 0
+
+
+class stop_on_sigterm:
+    """Within this block SIGTERM raises KeyboardInterrupt, so both stop the same way."""
+
+    def __enter__(self):
+        self._previous = signal.signal(signal.SIGTERM, self._interrupt)
+
+    def __exit__(self, *exc_info):
+        signal.signal(signal.SIGTERM, self._previous)
+
+    @staticmethod
+    def _interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+
+# -- client and demo ---------------------------------------------------------------------
+
+
+def _add_client(commands) -> None:
+    parser = commands.add_parser("client", help="chat from this terminal",
+                                 description="Chat from this terminal. /help lists the commands; "
+                                             "/quit, Ctrl+D or Ctrl+C leave.")
+    parser.add_argument("name", nargs="?", help="your name (asked for if missing)")
+    _add_network(parser)
+    parser.set_defaults(run=lambda args: _run_client(args))
+
+
+def _run_client(args: argparse.Namespace) -> int:
+    from chat.console import run
+
+    return run(args.host, args.port, args.name)
+
+
+def _add_demo(commands) -> None:
+    parser = commands.add_parser("demo", help="a server and four simulated users talk for a few seconds")
+    parser.add_argument("--seconds", type=float, default=3.0, help="how long they talk (default 3)")
+    parser.set_defaults(run=_run_demo)
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from chat.demo import run_demo
+
+    print(f"A chat server and four users talk for {args.seconds:g} s...\n", flush=True)
+    result = run_demo(args.seconds)
+    print(f"What {result.viewer} saw:")
+    for line in result.transcript:
+        print("   ", line)
+    stats = result.stats
+    print("\nServer counters:")
+    print(f"    connections {stats.connections_total}, users online {stats.users_now} (peak {stats.users_peak})")
+    print(f"    lines in {stats.lines_in}, deliveries {stats.deliveries}, "
+          f"bytes in {stats.bytes_in}, bytes out {stats.bytes_out}")
+    print(f"    left: {', '.join(f'{n} {reason}' for reason, n in stats.leaves.items()) or 'nobody'}; "
+          f"errors {stats.errors}")
+    leftover = result.threads_after - result.threads_before
+    print(f"\nServer stopped; threads left behind: {leftover}.")
+    return 0 if leftover == 0 and stats.errors == 0 else 1

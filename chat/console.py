@@ -1,0 +1,188 @@
+"""The console client: ``python -m chat client [NAME] [--host H] [--port P]``.
+
+On a terminal it uses prompt_toolkit, so lines arriving while you type appear
+above your input line instead of garbling it.  With piped stdin it works line
+by line, which is how tests and scripts drive it.
+
+Exit codes: 0 after /quit, Ctrl+D (end of input) or Ctrl+C; 1 when the
+server goes away; 2 when it can't be reached.
+"""
+
+from __future__ import annotations
+
+import os
+import selectors
+import sys
+import threading
+
+from chat import protocol
+from chat.client import ChatClient, Disconnected, NameRefused
+
+EXIT_OK, EXIT_SERVER_GONE, EXIT_UNREACHABLE = 0, 1, 2
+STDIN_READ_BYTES = 4096
+
+_STYLES = {  # prompt_toolkit style for each kind of line
+    protocol.PrivateMessage: "ansimagenta",
+    protocol.PrivateSent: "ansimagenta",
+    protocol.Action: "italic",
+    protocol.Joined: "ansibrightblack",
+    protocol.Left: "ansibrightblack",
+    protocol.Renamed: "ansibrightblack",
+    protocol.ServerClosing: "ansiyellow",
+    protocol.Reply: "ansicyan",
+    protocol.Error: "ansired",
+}
+
+
+class PipeConsole:
+    """Line-by-line I/O for piped stdin; a closed connection interrupts the read."""
+
+    def __init__(self) -> None:
+        self._decoder = protocol.LineDecoder(max_line_bytes=1 << 20)
+        self._lines: list[str] = []
+        self._wake_r, self._wake_w = os.pipe()
+        self._eof = False
+
+    def show(self, event: protocol.ServerEvent) -> None:
+        print(protocol.format_event(event), flush=True)
+
+    def note(self, text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+
+    def interrupt(self) -> None:
+        os.write(self._wake_w, b"x")
+
+    def read_line(self, prompt: str = "") -> str | None:
+        """The next input line, or None at end of input or after :meth:`interrupt`."""
+        with selectors.DefaultSelector() as selector:
+            selector.register(sys.stdin.fileno(), selectors.EVENT_READ)
+            selector.register(self._wake_r, selectors.EVENT_READ)
+            while not self._lines and not self._eof:
+                ready = [key.fd for key, _ in selector.select()]
+                if self._wake_r in ready:
+                    return None
+                data = os.read(sys.stdin.fileno(), STDIN_READ_BYTES)
+                self._eof = not data
+                self._lines += [line for line in self._decoder.feed(data) if isinstance(line, str)]
+        return self._lines.pop(0) if self._lines else None
+
+    def close(self) -> None:
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+
+
+class TerminalConsole:
+    """prompt_toolkit I/O: incoming lines print above the line being typed."""
+
+    def __init__(self) -> None:
+        from prompt_toolkit import PromptSession
+        from prompt_toolkit.patch_stdout import patch_stdout
+
+        self._session = PromptSession()
+        self._patch = patch_stdout(raw=True)
+        self._patch.__enter__()
+
+    def show(self, event: protocol.ServerEvent) -> None:
+        from prompt_toolkit import print_formatted_text
+        from prompt_toolkit.formatted_text import FormattedText
+
+        style = _STYLES.get(type(event), "")
+        print_formatted_text(FormattedText([(style, protocol.format_event(event))]))
+
+    def note(self, text: str) -> None:
+        from prompt_toolkit import print_formatted_text
+
+        print_formatted_text(text)
+
+    def interrupt(self) -> None:
+        app = self._session.app
+        if app.is_running:
+            app.loop.call_soon_threadsafe(lambda: app.exit(exception=EOFError()))
+
+    def read_line(self, prompt: str = "> ") -> str | None:
+        try:
+            return self._session.prompt(prompt)
+        except EOFError:
+            return None
+
+    def close(self) -> None:
+        self._patch.__exit__(None, None, None)
+
+
+def run(host: str, port: int, name: str | None) -> int:
+    """Chat until the user quits or the server goes away; returns the exit code."""
+    console = TerminalConsole() if sys.stdin.isatty() and sys.stdout.isatty() else PipeConsole()
+    gone = threading.Event()
+
+    def on_event(event) -> None:
+        if isinstance(event, Disconnected):
+            if not client_is_closing.is_set():
+                gone.set()
+                console.interrupt()
+        elif client.name is not None:  # before registration, run() shows the answers itself
+            console.show(event)
+
+    client_is_closing = threading.Event()
+    client = ChatClient(timeout_s=10.0, on_event=on_event)
+    try:
+        try:
+            client.open((host, port))
+        except OSError as exc:
+            console.note(f"can't reach the chat server at {host}:{port}: {exc}")
+            return EXIT_UNREACHABLE
+        if not _register(client, console, name):
+            client_is_closing.set()
+            client.close()
+            return EXIT_SERVER_GONE if gone.is_set() or not client.connected else EXIT_OK
+        return _chat(client, console, gone, client_is_closing)
+    except KeyboardInterrupt:  # Ctrl+C while asked for a name
+        client_is_closing.set()
+        client.close()
+        return EXIT_OK
+    finally:
+        console.close()
+
+
+def _register(client: ChatClient, console, name: str | None) -> bool:
+    while True:
+        if name is None:
+            name = console.read_line("your name: ")
+            if name is None:
+                return False
+        try:
+            registered = client.register(name)
+        except NameRefused as exc:
+            console.note(f"! {exc.code}: {exc.text}")
+            name = None
+            continue
+        except (OSError, ConnectionError) as exc:
+            console.note(f"the server closed the connection: {exc}")
+            return False
+        console.note(f"= welcome: you are {registered}; /help lists the commands, /quit leaves")
+        return True
+
+
+def _chat(client: ChatClient, console, gone: threading.Event, closing: threading.Event) -> int:
+    reason = ""
+    try:
+        while not gone.is_set():
+            line = console.read_line()
+            if line is None:  # end of input (Ctrl+D) or the server went away
+                break
+            command = protocol.parse_command(line)
+            if isinstance(command, protocol.Quit):
+                reason = command.reason
+                break
+            if not isinstance(command, protocol.Empty):
+                client.send(line)
+    except KeyboardInterrupt:
+        pass
+    except OSError:
+        gone.set()
+    if gone.is_set():
+        console.note("the connection to the chat server was lost")
+        client.close()
+        return EXIT_SERVER_GONE
+    closing.set()
+    client.quit(reason)
+    return EXIT_OK

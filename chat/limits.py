@@ -1,0 +1,77 @@
+"""Every bound the server enforces, in one place, and the token bucket behind flood control.
+
+Each limit is named with its unit, has a default that suits a classroom, and
+is a command-line flag of ``python -m chat server``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+from chat.protocol import MAX_LINE_BYTES
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The bounds of one chat server.
+
+    >>> Limits(max_clients=3).max_clients
+    3
+    """
+
+    # Connections served at once, registered or not.  One more gets an error line.
+    max_clients: int = 500
+    # Longest line a client may send (LF excluded).  Longer lines get an error reply.
+    max_line_bytes: int = MAX_LINE_BYTES
+    # Bytes waiting to be sent to one client.  A client that falls further behind
+    # is disconnected as "too slow", so it can't hold the server's memory.
+    sendq_bytes: int = 1 << 20
+    # Sustained lines per second one client may send; 0 switches flood control off.
+    # Excess lines are not dropped: the reader pauses and TCP pushes back.
+    rate_lines_per_s: float = 10.0
+    # Lines a client may send at once before the rate applies.
+    rate_burst_lines: int = 20
+    # Time a new connection has to choose a valid name.
+    registration_timeout_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        for field in fields(self):
+            if getattr(self, field.name) < 0:
+                raise ValueError(f"{field.name} can't be negative")
+        if self.max_line_bytes < 64:
+            raise ValueError("max_line_bytes must be at least 64")
+        if self.rate_lines_per_s and self.rate_burst_lines < 1:
+            raise ValueError("rate_burst_lines must be at least 1 when a rate is set")
+
+
+class TokenBucket:
+    """Allows ``burst`` events at once and ``rate_per_s`` on average.
+
+    Pure: the caller passes the time, so tests need no clock.
+
+    >>> bucket = TokenBucket(rate_per_s=10, burst=2, now=0.0)
+    >>> [bucket.take(now=0.0) for _ in range(3)]  # two free, the third waits 0.1 s
+    [0.0, 0.0, 0.1]
+    """
+
+    def __init__(self, rate_per_s: float, burst: int, now: float) -> None:
+        if rate_per_s <= 0 or burst < 1:
+            raise ValueError("a token bucket needs a positive rate and a burst of at least 1")
+        self.rate_per_s = rate_per_s
+        self.burst = burst
+        self._tokens = float(burst)
+        self._updated = now
+
+    def take(self, now: float) -> float:
+        """Spend one token; return how long to wait before acting (0.0 for at once).
+
+        A caller that waits the returned time stays within the rate; the debt
+        is recorded, so the next call accounts for it.
+        """
+        elapsed = max(0.0, now - self._updated)
+        self._tokens = min(float(self.burst), self._tokens + elapsed * self.rate_per_s)
+        self._updated = now
+        self._tokens -= 1.0
+        if self._tokens >= 0.0:
+            return 0.0
+        return round(-self._tokens / self.rate_per_s, 9)

@@ -1,0 +1,182 @@
+"""One client connection on the server: its reader thread, its writer thread, its state.
+
+The reader owns the connection: it registers the name, turns lines into
+commands, relays chat messages, and cleans up when the connection ends.  The
+writer only drains the client's :class:`~chat.outbox.Outbox` into the socket,
+so a client that stops reading stalls nothing but its own writer.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from typing import TYPE_CHECKING
+
+from chat import protocol
+from chat.limits import TokenBucket
+from chat.outbox import Outbox
+from chat.protocol import Error, LeaveReason, LineTooLong, Reply
+
+if TYPE_CHECKING:
+    from chat.server import ChatServer
+
+log = logging.getLogger(__name__)
+
+RECV_BYTES = 64 * 1024  # one read takes up to this much; a full read holds many lines
+HELLO = Reply("hello", f"chat lab; send your name ({protocol.NAME_RULES})")
+
+
+class Session:
+    """A connection from accept to close.  Created and driven by :class:`ChatServer`."""
+
+    def __init__(self, server: ChatServer, sock: socket.socket, address: tuple, number: int) -> None:
+        limits = server.limits
+        self.server = server
+        self.sock = sock
+        self.address = address
+        self.number = number
+        self.name: str | None = None  # set once registered
+        self.key: str | None = None
+        self.outbox = Outbox(limits.sendq_bytes)
+        self.decoder = protocol.LineDecoder(limits.max_line_bytes)
+        self.bucket = (
+            TokenBucket(limits.rate_lines_per_s, limits.rate_burst_lines, time.monotonic())
+            if limits.rate_lines_per_s
+            else None
+        )
+        self.registration_deadline = time.monotonic() + limits.registration_timeout_s
+        self.leave_reason: LeaveReason | None = None
+        self.leave_detail = ""
+        self.timed_out = False
+        # Counters; each is written by one thread only, read by anyone.
+        self.lines_in = 0
+        self.bytes_in = 0
+        self.deliveries = 0
+        self.bytes_out = 0
+        self.reader = threading.Thread(target=self._run_reader, name=f"chat-reader-{number}", daemon=True)
+        self.writer = threading.Thread(target=self._run_writer, name=f"chat-writer-{number}", daemon=True)
+
+    def __repr__(self) -> str:
+        return f"<Session #{self.number} {self.name or '(unregistered)'} {self.address}>"
+
+    def start(self) -> None:
+        self.writer.start()
+        self.reader.start()
+
+    # -- called from any thread -------------------------------------------
+
+    def send_event(self, event: protocol.ServerEvent) -> None:
+        """Queue one line for this client; drop the client if it is too far behind."""
+        self.send_bytes(protocol.encode_event(event))
+
+    def send_bytes(self, data: bytes) -> bool:
+        if self.outbox.put(data):
+            return True
+        self.drop(LeaveReason.TOO_SLOW)
+        return False
+
+    def drop(self, reason: LeaveReason) -> None:
+        """End the connection now: both threads wake up and the reader cleans up."""
+        self.set_leave_reason(reason)
+        self.outbox.close()
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass  # already closed by the peer or by us
+
+    def set_leave_reason(self, reason: LeaveReason, detail: str = "") -> None:
+        """Record why the client leaves; the first reason recorded wins."""
+        if self.leave_reason is None:
+            self.leave_reason = reason
+            self.leave_detail = detail
+
+    # -- writer thread ------------------------------------------------------
+
+    def _run_writer(self) -> None:
+        try:
+            while (data := self.outbox.take()) is not None:
+                self.sock.sendall(data)
+                self.outbox.sent(len(data))
+                self.bytes_out += len(data)
+            self.sock.shutdown(socket.SHUT_WR)  # all said: the client reads EOF
+        except OSError:
+            self.drop(LeaveReason.CONNECTION_LOST)
+
+    # -- reader thread ------------------------------------------------------
+
+    def _run_reader(self) -> None:
+        try:
+            self.send_event(HELLO)
+            self._read_until_done()
+        except OSError:
+            self.set_leave_reason(LeaveReason.CONNECTION_LOST)
+        except Exception as exc:  # a bug must not take the server down
+            self.set_leave_reason(LeaveReason.CONNECTION_LOST)
+            self.server.handle_error(self, exc)
+        finally:
+            self.server._retire(self)
+
+    def _read_until_done(self) -> None:
+        while self.leave_reason is None:
+            data = self._recv()
+            if not data:
+                self.set_leave_reason(LeaveReason.CONNECTION_LOST)
+                return
+            self.bytes_in += len(data)
+            self._handle(self.decoder.feed(data))
+
+    def _recv(self) -> bytes:
+        if self.name is not None:
+            return self.sock.recv(RECV_BYTES)
+        remaining = self.registration_deadline - time.monotonic()
+        try:
+            if remaining <= 0:
+                raise TimeoutError
+            self.sock.settimeout(remaining)
+            return self.sock.recv(RECV_BYTES)
+        except TimeoutError:
+            self.timed_out = True
+            seconds = self.server.limits.registration_timeout_s
+            self.send_event(Error(protocol.TIMEOUT, f"no valid name within {seconds:g} s; goodbye"))
+            return b""
+
+    def _handle(self, items: list[str | LineTooLong]) -> None:
+        """Act on the lines of one read; consecutive chat messages are relayed as one batch."""
+        batch: list[bytes] = []
+        for item in items:
+            if self.bucket is not None and self._wait_for_token(batch):
+                return
+            self.lines_in += 1
+            if self.name is not None and type(item) is str:
+                command = protocol.parse_command(item)
+                if type(command) is protocol.Say:
+                    text = protocol.sanitize_text(command.text)
+                    batch.append(protocol.encode_event(protocol.ChatMessage(self.name, text)))
+                    continue
+            else:
+                command = item
+            self._relay(batch)
+            self.server._execute(self, command)
+            if self.leave_reason is not None:
+                return
+        self._relay(batch)
+
+    def _wait_for_token(self, batch: list[bytes]) -> bool:
+        """Flood control: pause this reader until the client may send again.
+
+        While we wait, TCP's flow control pushes back on the sender.  Returns
+        True if the server is stopping.
+        """
+        delay = self.bucket.take(time.monotonic())
+        if delay <= 0:
+            return False
+        self._relay(batch)  # what was read before the pause goes out now
+        return self.server._stopping.wait(delay)
+
+    def _relay(self, batch: list[bytes]) -> None:
+        if batch:
+            payload = batch[0] if len(batch) == 1 else b"".join(batch)
+            self.deliveries += len(batch) * self.server.broadcast(payload, exclude=self)
+            batch.clear()

@@ -1,0 +1,71 @@
+"""Shared fixtures: every test proves it left no thread behind and no thread raised."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from chat.server import ChatServer
+from tests.helpers import RawClient
+
+THREAD_EXIT_TIMEOUT_S = 5.0
+
+
+@pytest.fixture(autouse=True)
+def no_thread_left_and_none_raised():
+    """Fail a test whose threads raised, or that leaves a thread running."""
+    raised: list[threading.ExceptHookArgs] = []
+    previous_hook = threading.excepthook
+    threading.excepthook = raised.append
+    before = set(threading.enumerate())
+    try:
+        yield
+    finally:
+        threading.excepthook = previous_hook
+    deadline = time.monotonic() + THREAD_EXIT_TIMEOUT_S
+    for thread in set(threading.enumerate()) - before:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    left = [thread.name for thread in set(threading.enumerate()) - before if thread.is_alive()]
+    assert not raised, f"a thread raised: {[(args.thread.name, args.exc_value) for args in raised]}"
+    assert not left, f"threads left running: {left}"
+
+
+@pytest.fixture
+def start_server():
+    """Start a ChatServer on 127.0.0.1:0 with the given limits; stop it after the test."""
+    servers: list[ChatServer] = []
+
+    def start(**options) -> ChatServer:
+        options.setdefault("rate_lines_per_s", 0)  # flood control has tests of its own
+        server = ChatServer("127.0.0.1", 0, **options).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+        assert server.stats().errors == 0, "the server handled an unexpected exception"
+
+
+@pytest.fixture
+def server(start_server) -> ChatServer:
+    return start_server()
+
+
+@pytest.fixture
+def raw_clients():
+    """Open raw line clients to an address; all are closed after the test."""
+    opened: list[RawClient] = []
+
+    def open_client(address, name: str | None = None, **options) -> RawClient:
+        client = RawClient(address, **options)
+        opened.append(client)
+        if name is not None:
+            client.register(name)
+        return client
+
+    yield open_client
+    for client in opened:
+        client.close()

@@ -1,0 +1,208 @@
+"""The command line, run as real subprocesses: the server, the console client and the demo."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from chat import protocol
+from chat.protocol import ChatMessage, Joined, LeaveReason, Left
+from chat.terminal import TerminalSession, python_command
+
+PROCESS_TIMEOUT_S = 20
+
+
+class ServerProcess:
+    """``python -m chat server --port 0`` in a subprocess; the address is read from its first line."""
+
+    def __init__(self, *args: str) -> None:
+        self.process = subprocess.Popen(
+            python_command("server", "--port", "0", *args),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, encoding="utf-8",
+        )
+        banner = self.process.stdout.readline()
+        assert banner.startswith("chat server on 127.0.0.1:"), banner + self.process.stderr.read()
+        port = int(banner.split(":", 1)[1].split(";", 1)[0])
+        self.address = ("127.0.0.1", port)
+
+    def stop(self, signum: int = signal.SIGINT) -> tuple[int, str]:
+        self.process.send_signal(signum)
+        out, _ = self.process.communicate(timeout=PROCESS_TIMEOUT_S)
+        return self.process.returncode, out
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.communicate(timeout=PROCESS_TIMEOUT_S)
+
+
+@pytest.fixture
+def server_process():
+    started = []
+
+    def start(*args: str) -> ServerProcess:
+        started.append(ServerProcess(*args))
+        return started[-1]
+
+    yield start
+    for process in started:
+        process.kill()
+
+
+def wait_for_empty_prompt(term: TerminalSession) -> None:
+    """Control keys typed between two prompts would meet a cooked terminal; wait for the prompt."""
+    term.wait_for(lambda: [line for line in term.display() if line][-1:] == [">"])
+
+
+def run_chat(*args: str, input_text: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(python_command(*args), input=input_text, capture_output=True, text=True,
+                          encoding="utf-8", timeout=PROCESS_TIMEOUT_S)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_server_relays_between_raw_clients_and_stops_cleanly_on_signal(server_process, raw_clients, signum):
+    server = server_process("--max-rate", "0")
+    alice = raw_clients(server.address, "Алиса")
+    bob = raw_clients(server.address, "bob")
+    assert alice.read_event() == Joined("bob")
+    bob.send_line("привет из nc")
+    assert alice.read_event() == ChatMessage("bob", "привет из nc")
+    code, out = server.stop(signum)
+    assert code == 0
+    assert "server stopped" in out
+    assert protocol.parse_event(alice.read_to_eof()[-1]) == protocol.ServerClosing()
+
+
+def test_server_help_documents_every_limit():
+    result = run_chat("server", "--help")
+    assert result.returncode == 0
+    for flag in ("--host", "--port", "--max-clients", "--max-line", "--max-rate", "--burst", "--sendq",
+                 "--registration-timeout", "--no-nodelay"):
+        assert flag in result.stdout
+    assert "127.0.0.1" in result.stdout
+
+
+def test_server_limits_from_flags_apply(server_process, raw_clients):
+    server = server_process("--max-clients", "1")
+    raw_clients(server.address, "only")
+    extra = raw_clients(server.address)
+    assert protocol.parse_event(extra.read_to_eof()[0]).code == protocol.SERVER_FULL
+
+
+def test_server_refuses_a_port_in_use(server_process):
+    server = server_process()
+    result = run_chat("server", "--port", str(server.address[1]))
+    assert result.returncode == 2
+    assert "can't start the server" in result.stderr
+
+
+def test_console_client_with_piped_stdin(server, raw_clients):
+    alice = raw_clients(server.server_address, "Алиса")
+    result = run_chat("client", "bob", "--port", str(server.server_address[1]),
+                      input_text="привет, Алиса\n/me машет\n")
+    assert result.returncode == 0, result.stderr
+    events = alice.read_until(lambda e: isinstance(e, Left))
+    assert events == [Joined("bob"), ChatMessage("bob", "привет, Алиса"), protocol.Action("bob", "машет"),
+                      Left("bob", LeaveReason.QUIT)]
+
+
+def test_console_client_asks_again_when_the_name_is_taken(server, raw_clients):
+    alice = raw_clients(server.server_address, "alice")
+    result = run_chat("client", "--port", str(server.server_address[1]), input_text="ALICE\nalice2\nhi\n/quit bye\n")
+    assert result.returncode == 0, result.stderr
+    assert "name-taken" in result.stderr
+    assert alice.read_until(lambda e: isinstance(e, Left)) == [
+        Joined("alice2"), ChatMessage("alice2", "hi"), Left("alice2", LeaveReason.QUIT, "bye")]
+
+
+def test_console_client_exits_nonzero_when_the_server_goes_away(start_server):
+    server = start_server()
+    process = subprocess.Popen(python_command("client", "bob", "--port", str(server.server_address[1])),
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert "welcome" in process.stderr.readline()
+        server.stop()
+        out, err = process.communicate(timeout=PROCESS_TIMEOUT_S)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 1
+    assert "*** server shutting down" in out
+    assert "connection to the chat server was lost" in err
+
+
+def test_console_client_cannot_reach_a_server():
+    result = run_chat("client", "bob", "--port", "1")
+    assert result.returncode == 2
+    assert "can't reach the chat server" in result.stderr
+
+
+def test_console_client_on_a_terminal_keeps_the_typed_line_intact(server, raw_clients):
+    alice = raw_clients(server.server_address, "Алиса")
+    with TerminalSession(python_command("client", "--port", str(server.server_address[1]))) as term:
+        term.wait_for_text("your name:")
+        term.type("Боб\r")
+        term.wait_for_text("welcome")
+        assert alice.read_event() == Joined("Боб")
+        term.type("half-typed")  # no Enter yet
+        term.wait_for_text("> half-typed")
+        alice.send_line("сообщение пришло, пока Боб печатал")
+        incoming = "<Алиса> сообщение пришло, пока Боб печатал"
+
+        def shown_above_the_intact_input_line():
+            screen = [line for line in term.display() if line]
+            return screen[-2:] == [incoming, "> half-typed"]
+
+        term.wait_for(shown_above_the_intact_input_line)
+        term.type(" and sent\r")
+        assert alice.read_event() == ChatMessage("Боб", "half-typed and sent")
+        wait_for_empty_prompt(term)
+        term.type("\x04")  # Ctrl+D
+        assert term.wait_exit() == 0
+    assert alice.read_event() == Left("Боб", LeaveReason.QUIT)
+
+
+def test_console_client_on_a_terminal_exits_cleanly_on_ctrl_c(server, raw_clients):
+    alice = raw_clients(server.server_address, "alice")
+    with TerminalSession(python_command("client", "bob", "--port", str(server.server_address[1]))) as term:
+        wait_for_empty_prompt(term)
+        term.type("\x03")  # Ctrl+C
+        assert term.wait_exit() == 0
+    assert alice.read_until(lambda e: isinstance(e, Left))[-1] == Left("bob", LeaveReason.QUIT)
+
+
+def test_console_client_in_a_pipe_exits_cleanly_on_sigint(server, raw_clients):
+    alice = raw_clients(server.server_address, "alice")
+    process = subprocess.Popen(python_command("client", "bob", "--port", str(server.server_address[1])),
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert "welcome" in process.stderr.readline()
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=PROCESS_TIMEOUT_S)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0
+    assert alice.read_until(lambda e: isinstance(e, Left))[-1] == Left("bob", LeaveReason.QUIT)
+
+
+def test_demo_runs_and_exits_zero():
+    result = run_chat("demo", "--seconds", "1")
+    assert result.returncode == 0, result.stderr
+    assert "What Алиса saw:" in result.stdout
+    assert "<Дмитрий> Добрый вечер. Кириллица доходит целой?" in result.stdout
+    assert "*** bob left (quit: пора бежать)" in result.stdout
+    assert "threads left behind: 0" in result.stdout
+
+
+def test_top_level_help_lists_the_commands():
+    result = run_chat("--help")
+    assert result.returncode == 0
+    for command in ("server", "client", "demo"):
+        assert command in result.stdout
+    assert sys.executable

@@ -1,0 +1,113 @@
+"""ChatClient, the client library for programs and notebooks."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from chat import ChatClient, ChatMessage, Disconnected, Joined, NameRefused, Renamed, ServerClosing, connect
+from chat.protocol import NAME_INVALID, NAME_TAKEN, PrivateMessage
+
+
+def test_connect_registers_and_exchanges_messages(server):
+    with connect(server.server_address, "Алиса") as alice, connect(server.server_address, "bob") as bob:
+        assert alice.name == "Алиса"
+        assert alice.wait_for(Joined) == Joined("bob")
+        alice.say("привет")
+        alice.say("/not a command")
+        assert bob.wait_for(ChatMessage) == ChatMessage("Алиса", "привет")
+        assert bob.wait_for(ChatMessage) == ChatMessage("Алиса", "/not a command")
+
+
+@pytest.mark.parametrize("name, code", [("Алиса", NAME_TAKEN), ("АЛИСА", NAME_TAKEN), ("no spaces", NAME_INVALID)])
+def test_connect_raises_a_clear_error_when_the_name_is_refused(server, name, code):
+    with connect(server.server_address, "Алиса"):
+        with pytest.raises(NameRefused) as refused:
+            connect(server.server_address, name)
+        assert refused.value.code == code
+        assert code in str(refused.value)
+
+
+def test_register_may_be_retried_on_the_same_connection(server):
+    with connect(server.server_address, "bob"), ChatClient() as client:
+        client.open(server.server_address)
+        with pytest.raises(NameRefused):
+            client.register("BOB")
+        assert client.register("bob2") == "bob2"
+
+
+def test_helpers_for_commands(server):
+    with connect(server.server_address, "Алиса") as alice, connect(server.server_address, "bob") as bob:
+        assert alice.who() == ["Алиса", "bob"] or alice.who() == ["bob", "Алиса"]
+        bob.msg("Алиса", "секрет")
+        assert alice.wait_for(PrivateMessage) == PrivateMessage("bob", "секрет")
+        bob.nick("Боб")
+        assert bob.wait_for(Renamed) == Renamed("bob", "Боб")
+        assert bob.name == "Боб"
+        bob.me("уходит")
+        bob.quit("пока")
+        assert not bob.connected
+        assert alice.who() == ["Алиса"]
+
+
+def test_who_leaves_other_events_unread(server):
+    with connect(server.server_address, "a") as a, connect(server.server_address, "b") as b:
+        a.wait_for(Joined)
+        b.say("one")
+        assert b.who() == ["a", "b"]
+        assert b.drain() == []
+        assert a.next_event() == ChatMessage("b", "one")
+
+
+def test_callback_sees_every_event_from_the_receive_thread(server):
+    seen = []
+    arrived = threading.Event()
+
+    def on_event(event):
+        seen.append((threading.current_thread().name, event))
+        if isinstance(event, ChatMessage):
+            arrived.set()
+
+    with ChatClient(on_event=on_event).connect(server.server_address, "a"), connect(server.server_address, "b") as b:
+        b.say("hi")
+        assert arrived.wait(5)
+    assert ("chat-client-a", ChatMessage("b", "hi")) in seen
+
+
+def test_server_stop_ends_the_stream_with_a_notice(start_server):
+    server = start_server()
+    client = connect(server.server_address, "a")
+    server.stop()
+    assert client.wait_for(ServerClosing) == ServerClosing()
+    assert client.next_event() == Disconnected("the server closed the connection")
+    with pytest.raises(ConnectionError):
+        client.next_event(timeout_s=0.1)
+    assert not client.connected
+    client.close()
+
+
+def test_next_event_times_out(server):
+    with connect(server.server_address, "a") as client:
+        with pytest.raises(TimeoutError):
+            client.next_event(timeout_s=0.05)
+
+
+def test_send_refuses_line_breaks(server):
+    with connect(server.server_address, "a") as client:
+        with pytest.raises(ValueError):
+            client.say("two\nlines")
+
+
+def test_transcript_and_lines_keep_everything(server):
+    with connect(server.server_address, "a") as a, connect(server.server_address, "b") as b:
+        b.say("x")
+        a.wait_for(ChatMessage)
+        assert a.lines()[-2:] == ["*** b joined", "<b> x"]
+        assert a.lines()[0].startswith("= hello: ")
+
+
+def test_close_twice_is_harmless(server):
+    client = connect(server.server_address, "a")
+    client.close()
+    client.close()
