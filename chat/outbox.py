@@ -1,86 +1,187 @@
-"""A bounded queue of bytes for one client, drained by that client's writer thread."""
+"""The bytes waiting to go to each client, and the two ways they leave.
+
+- **The flusher** (one thread for the whole server) sweeps every outbox that
+  has bytes and writes them with *non-blocking* sends.  While it sweeps, new
+  lines pile up in the outboxes and leave together in the next sweep: the
+  busier the server, the bigger each write (smart batching, no timer).  At low
+  load a sweep carries one line, a few microseconds after it was queued.
+- **The client's own writer** takes over when its socket would block: it
+  sends with a blocking ``sendall``, so a client that stops reading stalls
+  nothing but its own writer.  Once the backlog is gone, the flusher takes
+  the client back.
+
+Whoever writes to a socket first sets ``_busy``; the small per-client lock
+guards that flag and the queue and is never held during a send, so bytes
+never interleave and stay in order.
+"""
 
 from __future__ import annotations
 
-import queue
+import collections
+import socket
 import threading
 
-_CLOSED = None  # sentinel: nothing more will be queued
+# Non-blocking for one call, without changing the socket's mode (Linux, macOS).
+# Where it does not exist, every client is sent to by its own writer.
+_DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
 
 
 class Outbox:
-    """Bytes waiting to go to one client, at most ``limit_bytes`` of them.
+    """The queue of one client, at most ``limit_bytes`` waiting.
 
-    Any thread may :meth:`put`; one writer thread calls :meth:`take`, sends
-    the bytes, then reports them with :meth:`sent`.  ``take`` returns
-    everything queued since the last call as one ``bytes``, so a writer that
-    fell behind catches up with one ``sendall`` instead of many.
+    Any thread may :meth:`put`.  The flusher calls :meth:`flush`.  The
+    client's writer thread loops on :meth:`take`, sends the batch with a
+    blocking ``sendall``, and reports it with :meth:`sent`.
 
-    The bound counts bytes from ``put`` until ``sent``, so it also covers the
-    batch the writer is sending.  A ``put`` over the bound returns False: the
-    caller decides what to do with a client that can't keep up.
-
-    >>> box = Outbox(limit_bytes=8)
+    >>> box = Outbox(limit_bytes=8)          # no socket, no flusher: the writer sends all
     >>> box.put(b"abc"), box.put(b"def"), box.put(b"ghi")
     (True, True, False)
     >>> box.take()
     b'abcdef'
     """
 
-    def __init__(self, limit_bytes: int) -> None:
+    def __init__(self, limit_bytes: int, sock: socket.socket | None = None, flusher: Flusher | None = None) -> None:
         self.limit_bytes = limit_bytes
-        self._queue: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._sock = sock
+        self._flusher = flusher if sock is not None and _DONTWAIT else None
         self._lock = threading.Lock()
+        self._writer_may_go = threading.Condition(self._lock)
+        self._chunks: collections.deque[bytes] = collections.deque()
         self._queued_bytes = 0
+        self._busy = False  # somebody is writing to the socket right now
+        self._behind = self._flusher is None  # the client's writer, not the flusher, sends
         self._closed = False
+        self._marked = False  # on the flusher's list already (guarded by the flusher's lock)
+        self.sent_bytes = 0
 
     @property
     def queued_bytes(self) -> int:
-        """Bytes put and not yet reported sent."""
+        """Bytes queued or being sent."""
         return self._queued_bytes
 
     def put(self, data: bytes) -> bool:
-        """Queue ``data``; False if that would pass the bound (nothing is queued then).
+        """Queue ``data``; False (and nothing queued) if that would pass the bound.
 
-        After :meth:`close` the data is silently dropped and True is returned:
-        the client is leaving anyway.
+        After :meth:`close` data is dropped and True returned: the client is leaving.
         """
         with self._lock:
             if self._closed:
                 return True
             if self._queued_bytes + len(data) > self.limit_bytes:
                 return False
+            self._chunks.append(data)
             self._queued_bytes += len(data)
-        self._queue.put(data)
+            if self._behind:
+                self._writer_may_go.notify()
+                return True
+        self._flusher.mark(self)
         return True
 
     def close(self) -> None:
-        """Accept nothing more; ``take`` returns what is queued, then None."""
+        """Accept nothing more; the writer sends what is queued, then :meth:`take` returns None."""
         with self._lock:
-            if self._closed:
-                return
             self._closed = True
-        self._queue.put(_CLOSED)
+            self._writer_may_go.notify()
+
+    # -- the flusher's side ---------------------------------------------------------
+
+    def flush(self) -> None:
+        """Write what the socket takes without blocking; hand the rest to the writer."""
+        with self._lock:
+            if self._busy or self._behind or self._closed or not self._chunks:
+                return
+            data = self._chunks[0] if len(self._chunks) == 1 else b"".join(self._chunks)
+            self._chunks.clear()
+            self._busy = True
+        try:
+            sent = self._sock.send(data, _DONTWAIT)
+        except OSError:  # full (EAGAIN) or broken: the writer takes over and finds out which
+            sent = 0
+        with self._lock:
+            self._busy = False
+            self.sent_bytes += sent
+            self._queued_bytes -= sent
+            if sent < len(data):
+                self._chunks.appendleft(data[sent:])
+                self._behind = True
+            if self._behind or self._closed:
+                self._writer_may_go.notify()
+
+    # -- the writer's side -------------------------------------------------------------
 
     def take(self) -> bytes | None:
-        """Block until bytes are queued and return all of them; None once closed and empty."""
-        first = self._queue.get()
-        if first is _CLOSED:
-            self._queue.put(_CLOSED)  # closed stays closed for any later take
-            return None
-        chunks = [first]
-        while True:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if item is _CLOSED:
-                self._queue.put(_CLOSED)  # seen again by the next take
-                break
-            chunks.append(item)
-        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        """For the writer: wait until it is its turn, and return all that is queued.
+
+        Returns None once the outbox is closed and empty.
+        """
+        with self._lock:
+            while self._busy or not (self._chunks and (self._behind or self._closed)):
+                if self._closed and not self._chunks and not self._busy:
+                    return None
+                self._writer_may_go.wait()
+            data = self._chunks[0] if len(self._chunks) == 1 else b"".join(self._chunks)
+            self._chunks.clear()
+            self._busy = True
+            return data
 
     def sent(self, size_bytes: int) -> None:
-        """Report that ``size_bytes`` taken earlier have left the process."""
+        """For the writer: the batch from :meth:`take` is sent.  Caught up?  The flusher takes over."""
         with self._lock:
+            self._busy = False
             self._queued_bytes -= size_bytes
+            self.sent_bytes += size_bytes
+            caught_up = not self._chunks and self._flusher is not None
+            if caught_up:
+                self._behind = False
+
+
+class Flusher:
+    """One thread that sweeps outboxes with bytes and writes them without ever blocking.
+
+    Methods for the caller: ``start()``, ``mark(outbox)``, ``stop()``.
+    """
+
+    def __init__(self, name: str = "chat-flusher") -> None:
+        self._lock = threading.Lock()
+        self._work = threading.Condition(self._lock)
+        self._marked: list[Outbox] = []
+        self._waiting = False
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self.sweeps = 0  # how many sweeps ran (the mean batch is deliveries / writes)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def mark(self, outbox: Outbox) -> None:
+        """``outbox`` has bytes for the next sweep."""
+        with self._lock:
+            if outbox._marked:
+                return
+            outbox._marked = True
+            self._marked.append(outbox)
+            if self._waiting:
+                self._work.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                while not self._marked and not self._stopping:
+                    self._waiting = True
+                    self._work.wait()
+                    self._waiting = False
+                if self._stopping:
+                    return
+                batch, self._marked = self._marked, []
+                for outbox in batch:
+                    outbox._marked = False
+            for outbox in batch:
+                outbox.flush()
+            self.sweeps += 1
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        with self._lock:
+            self._stopping = True
+            self._work.notify()
+        if self._thread.is_alive():
+            self._thread.join(timeout_s)

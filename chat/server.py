@@ -3,8 +3,9 @@
 Thread model (see ``report/README.md`` for a diagram)::
 
     chat-accept        accepts connections, starts two threads for each
-    chat-reader-N      reads client N, registers it, runs its commands, relays its lines
-    chat-writer-N      drains client N's bounded outbox into its socket
+    chat-reader-N      reads client N, registers it, runs its commands, queues its lines
+    chat-flusher       writes every client's queued lines with non-blocking sends
+    chat-writer-N      sends client N's backlog when its socket would block
 
 One lock (``ChatServer._lock``) guards the registry of sessions and names.
 It is held for dictionary updates only, never during socket I/O: a broadcast
@@ -25,6 +26,7 @@ from dataclasses import dataclass, field
 
 from chat import protocol
 from chat.limits import Limits
+from chat.outbox import Flusher
 from chat.protocol import (
     Action, ChatMessage, Error, Joined, LeaveReason, Left, LineTooLong, PrivateMessage,
     PrivateSent, Renamed, Reply, ServerClosing,
@@ -98,6 +100,7 @@ class ChatServer:
         self._members: tuple[Session, ...] = ()  # the same users, for broadcasts
         self._stopping = threading.Event()
         self._accept_thread: threading.Thread | None = None
+        self._flusher = Flusher()
         self._counted = Counter()  # totals of closed sessions, and server-wide counts
         self._leaves: Counter[str] = Counter()
         self._next_number = 0
@@ -121,6 +124,7 @@ class ChatServer:
         """Accept connections until :meth:`stop` is called."""
         host, port = self.server_address
         log.info("chat server listening on %s:%s", host, port)
+        self._flusher.start()
         with selectors.DefaultSelector() as selector:
             selector.register(self._listener, selectors.EVENT_READ)
             selector.register(self._wake_r, selectors.EVENT_READ)
@@ -149,6 +153,7 @@ class ChatServer:
         for session in sessions:
             session.drop(LeaveReason.SHUTDOWN)  # those that did not close by themselves
         self._join_sessions(sessions, deadline)
+        self._flusher.stop(max(0.1, deadline - time.monotonic()))
         self._wake_r.close()
         self._wake_w.close()
         log.info("chat server stopped")
@@ -252,6 +257,7 @@ class ChatServer:
             session.send_event(Error(protocol.NAME_INVALID, f"{exc}; names are {protocol.NAME_RULES}"))
             return
         key = protocol.name_key(name)
+        session.sock.settimeout(None)  # before others can write to it; _recv sets it again if refused
         with self._lock:
             taken = key in self._by_key
             if not taken:
@@ -263,7 +269,6 @@ class ChatServer:
         if taken:
             session.send_event(Error(protocol.NAME_TAKEN, f'"{name}" is taken (or looks like a name that is); try another'))
             return
-        session.sock.settimeout(None)
         session.send_event(Reply("welcome", f"{name}, {online} online; /help lists the commands"))
         self._announce(Joined(name), exclude=session)
         log.info("%s joined from %s:%s", name, *session.address[:2])

@@ -2,8 +2,9 @@
 
 The reader owns the connection: it registers the name, turns lines into
 commands, relays chat messages, and cleans up when the connection ends.  The
-writer only drains the client's :class:`~chat.outbox.Outbox` into the socket,
-so a client that stops reading stalls nothing but its own writer.
+writer sends whatever the server's flusher could not send without blocking
+(see :mod:`chat.outbox`), so a client that stops reading stalls nothing but
+its own writer.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ class Session:
         self.number = number
         self.name: str | None = None  # set once registered
         self.key: str | None = None
-        self.outbox = Outbox(limits.sendq_bytes)
+        self.outbox = Outbox(limits.sendq_bytes, sock, server._flusher)
         self.decoder = protocol.LineDecoder(limits.max_line_bytes)
         self.bucket = (
             TokenBucket(limits.rate_lines_per_s, limits.rate_burst_lines, time.monotonic())
@@ -54,9 +55,12 @@ class Session:
         self.lines_in = 0
         self.bytes_in = 0
         self.deliveries = 0
-        self.bytes_out = 0
         self.reader = threading.Thread(target=self._run_reader, name=f"chat-reader-{number}", daemon=True)
         self.writer = threading.Thread(target=self._run_writer, name=f"chat-writer-{number}", daemon=True)
+
+    @property
+    def bytes_out(self) -> int:
+        return self.outbox.sent_bytes
 
     def __repr__(self) -> str:
         return f"<Session #{self.number} {self.name or '(unregistered)'} {self.address}>"
@@ -99,7 +103,6 @@ class Session:
             while (data := self.outbox.take()) is not None:
                 self.sock.sendall(data)
                 self.outbox.sent(len(data))
-                self.bytes_out += len(data)
             self.sock.shutdown(socket.SHUT_WR)  # all said: the client reads EOF
         except OSError:
             self.drop(LeaveReason.CONNECTION_LOST)

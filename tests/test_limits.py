@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 
 import pytest
 
 from chat.limits import Limits, TokenBucket
-from chat.outbox import Outbox
+from chat.outbox import Flusher, Outbox
+from tests.helpers import wait_until
 
 
 def test_bucket_allows_a_burst_then_the_rate():
@@ -66,6 +68,7 @@ def test_outbox_close_lets_the_writer_finish_then_stop():
     box.close()
     assert box.put(b"ignored")  # a leaving client's outbox quietly drops
     assert box.take() == b"last"
+    box.sent(4)
     assert box.take() is None
     assert box.take() is None
 
@@ -84,3 +87,56 @@ def test_limits_defaults_match_the_documentation():
     limits = Limits()
     assert (limits.max_clients, limits.max_line_bytes, limits.sendq_bytes) == (500, 4096, 1 << 20)
     assert (limits.rate_lines_per_s, limits.rate_burst_lines, limits.registration_timeout_s) == (10.0, 20, 60.0)
+
+
+@pytest.fixture
+def flusher():
+    flusher = Flusher()
+    flusher.start()
+    yield flusher
+    flusher.stop()
+
+
+def test_flusher_writes_queued_bytes_without_the_writer(flusher):
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        theirs.settimeout(5)
+        box = Outbox(limit_bytes=100, sock=ours, flusher=flusher)
+        assert box.put("привет\n".encode())
+        assert theirs.recv(100) == "привет\n".encode()
+        wait_until(lambda: box.queued_bytes == 0)
+        assert box.sent_bytes == len("привет\n".encode())
+
+
+def test_what_the_socket_does_not_take_goes_to_the_writer_in_order(flusher):
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        big = bytes(range(256)) * 4000  # ~1 MB: far more than the socket buffers hold
+        box = Outbox(limit_bytes=2_000_000, sock=ours, flusher=flusher)
+        assert box.put(big)
+        wait_until(lambda: box.sent_bytes > 0)  # the flusher wrote what fitted
+        assert box.put(b"after")
+        backlog = box.take()  # the writer's turn: the rest, then what came after
+        assert backlog == big[box.sent_bytes:] + b"after"
+        received = bytearray()
+        theirs.settimeout(5)
+        while len(received) < box.sent_bytes:
+            received += theirs.recv(1 << 20)
+        assert bytes(received) == big[: box.sent_bytes]
+
+
+def test_writer_hands_back_to_the_flusher_once_caught_up(flusher):
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        theirs.settimeout(5)
+        box = Outbox(limit_bytes=100, sock=ours, flusher=flusher)
+        box._behind = True  # as if the socket had been full
+        box.put(b"one\n")
+        data = box.take()
+        ours.sendall(data)
+        box.sent(len(data))
+        box.put(b"two\n")  # the flusher sends this one: nobody calls take()
+        received = b""
+        while received != b"one\ntwo\n":
+            received += theirs.recv(100)

@@ -1,0 +1,191 @@
+"""A server under measurement, in a process of its own, and what we read about it from outside.
+
+The load generator must not share a process (and its GIL) with the server it
+measures, so benchmarks start the server with :class:`ServerProcess`.  Its
+memory and thread count are read from ``/proc`` by :class:`ProcessSampler`.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import platform
+import threading
+import time
+from dataclasses import dataclass, field
+
+START_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 30.0
+SAMPLE_INTERVAL_S = 0.02
+
+
+def _serve(kind: str, options: dict, conn) -> None:
+    """Entry point of the server process: start, report the address, obey 'stats' and 'stop'."""
+    from chat.naive import NaiveServer
+    from chat.server import ChatServer
+
+    _raise_file_limit()
+    server = ChatServer(**options) if kind == "ours" else NaiveServer(**options)
+    server.start()
+    conn.send(tuple(server.server_address))
+    while True:
+        command = conn.recv()
+        if command == "stop":
+            server.stop()
+            conn.send(_stats_of(server))
+            return
+        conn.send(_stats_of(server))
+
+
+def _stats_of(server) -> dict:
+    stats = getattr(server, "stats", None)
+    if stats is None:
+        return {"connections_now": len(server.clients)}
+    import dataclasses
+
+    return dataclasses.asdict(stats())
+
+
+def _raise_file_limit() -> None:
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ImportError, ValueError, OSError):
+        pass
+
+
+class ServerProcess:
+    """``ChatServer`` (kind "ours") or ``NaiveServer`` (kind "naive") in a spawned process.
+
+    >>> with ServerProcess("ours", rate_lines_per_s=0) as server:    # doctest: +SKIP
+    ...     run_load(server.address, LoadConfig(users=50))
+    """
+
+    def __init__(self, kind: str = "ours", **options) -> None:
+        if kind not in ("ours", "naive"):
+            raise ValueError("kind is 'ours' or 'naive'")
+        self.kind = kind
+        self.options = options
+        context = multiprocessing.get_context("spawn")
+        self._conn, child = context.Pipe()
+        self._process = context.Process(target=_serve, args=(kind, options, child), name=f"{kind}-server", daemon=True)
+        self.address: tuple | None = None
+        self.final_stats: dict | None = None
+
+    @property
+    def pid(self) -> int:
+        return self._process.pid
+
+    def __enter__(self) -> ServerProcess:
+        self._process.start()
+        if not self._conn.poll(START_TIMEOUT_S):
+            self._process.kill()
+            raise RuntimeError(f"the {self.kind} server did not start")
+        self.address = self._conn.recv()
+        return self
+
+    def stats(self) -> dict:
+        """The server's counters now (ours), or its number of clients (naive)."""
+        self._conn.send("stats")
+        if not self._conn.poll(STOP_TIMEOUT_S):
+            raise TimeoutError("the server did not answer")
+        return self._conn.recv()
+
+    def __exit__(self, *exc_info) -> None:
+        try:
+            self._conn.send("stop")
+            if self._conn.poll(STOP_TIMEOUT_S):
+                self.final_stats = self._conn.recv()
+        except (OSError, EOFError):
+            pass
+        self._process.join(STOP_TIMEOUT_S)
+        if self._process.is_alive():
+            self._process.kill()
+            self._process.join(5)
+        self._conn.close()
+
+
+def read_proc_status(pid: int) -> dict[str, int]:
+    """Resident memory (bytes) and threads of a process, from /proc (Linux)."""
+    values = {}
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                key, _, rest = line.partition(":")
+                if key in ("VmRSS", "VmHWM"):
+                    values[key] = int(rest.split()[0]) * 1024
+                elif key == "Threads":
+                    values[key] = int(rest)
+    except OSError:
+        pass
+    return values
+
+
+@dataclass
+class ProcessSample:
+    t_s: float
+    rss_bytes: int
+    threads: int
+
+
+@dataclass
+class ProcessSampler:
+    """Samples a process's RSS and threads every ``interval_s`` in a background thread."""
+
+    pid: int
+    interval_s: float = SAMPLE_INTERVAL_S
+    samples: list[ProcessSample] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="process-sampler", daemon=True)
+        self._started = time.monotonic()
+
+    def _run(self) -> None:
+        while True:
+            status = read_proc_status(self.pid)
+            if status:
+                self.samples.append(ProcessSample(time.monotonic() - self._started,
+                                                  status.get("VmRSS", 0), status.get("Threads", 0)))
+            if self._stop.wait(self.interval_s):
+                return
+
+    def __enter__(self) -> ProcessSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def peak_rss_bytes(self) -> int:
+        return max((sample.rss_bytes for sample in self.samples), default=0)
+
+    @property
+    def first_rss_bytes(self) -> int:
+        return self.samples[0].rss_bytes if self.samples else 0
+
+
+def machine_info() -> dict:
+    """What the numbers were measured on."""
+    model = ""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            model = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), "")
+    except OSError:
+        pass
+    memory_gib = 0.0
+    try:
+        memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    except (ValueError, OSError):
+        pass
+    return {
+        "cpu": model or platform.processor(),
+        "cpus": os.cpu_count(),
+        "memory_gib": round(memory_gib, 1),
+        "system": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+    }

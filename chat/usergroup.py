@@ -1,0 +1,412 @@
+"""A group of simulated users driven by one selector loop (in a thread or a worker process).
+
+Receiving is kept as cheap as possible while the clock runs: each ``recv``
+is stored with its arrival time and nothing else.  Lines are parsed after the
+run, with the protocol's own decoder, so the receiving side is not what limits
+the measurement.  A line's arrival time is the time of the read that completed
+it.
+
+Each message's text carries its sender's sequence number and the time it was
+*scheduled* to be sent.  At a target rate the schedule is fixed in advance
+(open loop): a late generator or a stalled server shows up as latency, it
+does not quietly lower the offered load (no coordinated omission).
+"""
+
+from __future__ import annotations
+
+import heapq
+import selectors
+import socket
+import time
+from array import array
+from dataclasses import dataclass, field
+
+from chat import protocol
+
+RECV_BYTES = 256 * 1024
+SELECT_MAX_FD = 1000  # select() handles descriptors below FD_SETSIZE (1024) only
+STALLED_RCVBUF_BYTES = 4096  # a user that never reads also advertises a tiny window
+PAD_CHARS = {"ascii": "x", "cyrillic": "ю"}
+
+
+def now_ns() -> int:
+    """The clock every timestamp uses.  CLOCK_MONOTONIC is system-wide on Linux,
+    so a time taken in one process can be compared with a time taken in another."""
+    return time.monotonic_ns()
+
+
+def message_text(seq: int, scheduled_ns: int, size_bytes: int, alphabet: str = "cyrillic") -> str:
+    """The text of a load message: ``SEQ SCHEDULED_NS PADDING``, about ``size_bytes`` in UTF-8.
+
+    >>> message_text(7, 123, 20, "ascii")
+    '7 123 xxxxxxxxxxxxxx'
+    """
+    head = f"{seq} {scheduled_ns} "
+    pad = PAD_CHARS[alphabet]
+    count = max(1, (size_bytes - len(head)) // len(pad.encode()))
+    return head + pad * count
+
+
+def parse_message_text(text: str, size_bytes: int, alphabet: str) -> tuple[int, int] | None:
+    """``(seq, scheduled_ns)`` if ``text`` is exactly a load message, else None.
+
+    The text is rebuilt from the numbers and compared whole, so a fragment of a
+    message cut by a server that splits lines can't pass for a message.
+
+    >>> parse_message_text(message_text(7, 123, 20, "ascii"), 20, "ascii")
+    (7, 123)
+    >>> parse_message_text("7 123 xxx", 20, "ascii") is None
+    True
+    """
+    parts = text.split(" ", 2)
+    if len(parts) != 3 or not parts[0].isdigit() or not parts[1].isdigit():
+        return None
+    seq, scheduled_ns = int(parts[0]), int(parts[1])
+    if message_text(seq, scheduled_ns, size_bytes, alphabet) != text:
+        return None
+    return seq, scheduled_ns
+
+
+def _precise_selector(users: list) -> selectors.BaseSelector:
+    """select() when every descriptor fits its set: it sleeps to the microsecond.
+
+    epoll rounds a timeout up to whole milliseconds, which would make the
+    generator send up to 1 ms late; it is used only for very many sockets.
+    """
+    highest_fd = max((user.sock.fileno() for user in users), default=0)
+    if highest_fd < SELECT_MAX_FD:
+        return selectors.SelectSelector()
+    return selectors.DefaultSelector()
+
+
+def _has_welcome_line(received: bytes) -> bool:
+    _, found, rest = received.partition(b"= welcome: ")
+    return bool(found) and b"\n" in rest
+
+
+@dataclass
+class GroupPlan:
+    """What one group does: its users, which of them send, and the shared load settings."""
+
+    address: tuple
+    names: list[str]
+    sender_slots: list[int | None]  # per user: its index among all senders, or None
+    stalled: list[bool]  # per user: registers, then never reads
+    senders_total: int
+    messages: int  # per sender
+    rate_per_s: float | None  # all senders together; None: bursts as fast as the window allows
+    burst: int
+    window_bursts: int
+    message_bytes: int
+    alphabet: str
+    connect_timeout_s: float
+    drain_idle_s: float
+    max_duration_s: float
+    stop_when_complete: bool
+
+
+@dataclass
+class PairCount:
+    """What one receiver got from one sender."""
+
+    delivered: int = 0
+    duplicated: int = 0
+    out_of_order: int = 0
+
+
+@dataclass
+class GroupResult:
+    """Everything a group measured, ready to be merged with other groups'."""
+
+    sent: dict[str, int] = field(default_factory=dict)  # per sender
+    pairs: dict[tuple[str, str], PairCount] = field(default_factory=dict)  # (receiver, sender)
+    latencies_us: array = field(default_factory=lambda: array("d"))
+    send_lag_us: array = field(default_factory=lambda: array("d"))
+    garbled: int = 0  # lines that were not a whole load message
+    receivers: int = 0
+    receivers_closed: list[str] = field(default_factory=list)  # the server closed them
+    last_delivery_ns: int = 0
+    timed_out: bool = False
+
+
+class _User:
+    __slots__ = ("name", "sock", "slot", "stalled", "chunks", "ends_line", "out",
+                 "next_seq", "closed", "sent")
+
+    def __init__(self, name: str, sock: socket.socket, slot: int | None, stalled: bool) -> None:
+        self.name, self.sock, self.slot, self.stalled = name, sock, slot, stalled
+        self.chunks: list[tuple[int, bytes]] = []  # (arrival ns, bytes) as received
+        self.ends_line = True
+        self.out = bytearray()
+        self.next_seq = 0
+        self.closed = False
+        self.sent = 0
+
+
+class UserGroup:
+    """Connects, registers and drives a list of simulated users.
+
+    Methods for the caller: ``connect()``, then ``run(start_ns)``, then ``collect()``.
+    """
+
+    def __init__(self, plan: GroupPlan) -> None:
+        self.plan = plan
+        self.users: list[_User] = []
+        self._lag_us = array("d")
+        self._timed_out = False
+        self._received_lines = 0  # chat lines received by the whole group: when to stop
+        self._received_any_lines = 0  # lines of any kind: what the window of bursts waits for
+        self._sending: set[_User] = set()  # users with bytes waiting to go out
+        self._schedule: list = []
+        self._unsent = 0
+        self._buffer = bytearray(RECV_BYTES)  # reused by every read: no allocation per recv
+        self._view = memoryview(self._buffer)
+
+    # -- connecting ------------------------------------------------------------------
+
+    def connect(self) -> None:
+        """Connect and register every user; raises if the server refuses one."""
+        for name, slot, stalled in zip(self.plan.names, self.plan.sender_slots, self.plan.stalled):
+            self.users.append(self._register(name, slot, stalled))
+
+    def _register(self, name: str, slot: int | None, stalled: bool) -> _User:
+        sock = socket.socket(socket.AF_INET6 if ":" in self.plan.address[0] else socket.AF_INET)
+        if stalled:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, STALLED_RCVBUF_BYTES)
+        sock.settimeout(self.plan.connect_timeout_s)
+        sock.connect(self.plan.address)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.sendall(protocol.encode_line(name))
+        user = _User(name, sock, slot, stalled)
+        received = b""
+        while not _has_welcome_line(received):
+            data = sock.recv(RECV_BYTES)
+            received += data
+            if not data or b"\n! " in b"\n" + received:
+                raise ConnectionError(f"{name} was not welcomed: {received[-300:]!r}")
+        rest = received.split(b"= welcome: ", 1)[1].partition(b"\n")[2]
+        if rest:
+            self._store(user, now_ns(), rest)
+        sock.setblocking(False)
+        return user
+
+    # -- running -----------------------------------------------------------------------
+
+    def run(self, start_ns: int) -> None:
+        """Send on schedule and record everything received until done; bounded in time."""
+        plan = self.plan
+        senders = [user for user in self.users if user.slot is not None]
+        self._expected = expected = self._expected_total()
+        schedule = self._schedule = self._make_schedule(senders, start_ns)
+        self._unsent = plan.messages * len(senders)
+        deadline_ns = start_ns + int(plan.max_duration_s * 1e9)
+        idle_ns = int(plan.drain_idle_s * 1e9)
+        with _precise_selector(self.users) as selector:
+            for user in self.users:
+                if not user.stalled:
+                    selector.register(user.sock, selectors.EVENT_READ, user)
+            while now_ns() < start_ns:  # join lines of the last users still arrive
+                self._receive_ready(selector, (start_ns - now_ns()) / 1e9)
+            last_progress = now_ns()
+            while True:
+                now = now_ns()
+                if plan.rate_per_s is None:
+                    self._unsent -= self._queue_burst(senders, now)
+                progress = self._send_due(selector, now)
+                all_sent = self._unsent == 0 and not self._sending
+                if all_sent and plan.stop_when_complete and self._received_lines >= expected:
+                    break
+                if (all_sent or self._sending) and now - last_progress > idle_ns:
+                    break  # nothing moves any more: whatever is missing is lost
+                if now > deadline_ns:
+                    self._timed_out = True
+                    break
+                timeout = 0.05 if not schedule else max(0.0, min(0.05, (schedule[0][0] - now) / 1e9))
+                progress |= self._receive_ready(selector, timeout)
+                if progress:
+                    last_progress = now_ns()
+
+    def _expected_total(self) -> int:
+        """Chat lines this group's readers should get: every other sender's messages."""
+        plan = self.plan
+        return sum(
+            plan.messages * (plan.senders_total - (user.slot is not None))
+            for user in self.users
+            if not user.stalled
+        )
+
+    def _send_due(self, selector: selectors.BaseSelector, now: int) -> bool:
+        """Queue the messages whose time has come and write what the sockets take."""
+        if self._schedule and self._schedule[0][0] <= now:
+            self._unsent -= self._queue_due(self._schedule, now)
+        return self._flush(selector)
+
+    def _make_schedule(self, senders: list[_User], start_ns: int) -> list[tuple[int, int, _User]]:
+        """Open loop: a heap of (time the next message is due, slot, user).
+
+        Sender ``slot`` sends message k at ``start + (slot / S + k) * interval``, so
+        the S senders together send evenly spaced messages at the target rate.
+        """
+        if self.plan.rate_per_s is None:
+            return []
+        self._interval_ns = self.plan.senders_total / self.plan.rate_per_s * 1e9
+        self._start_ns = start_ns
+        schedule = [(self._due_ns(user), user.slot, user) for user in senders if self.plan.messages]
+        heapq.heapify(schedule)
+        return schedule
+
+    def _due_ns(self, user: _User) -> int:
+        slot_offset = user.slot / self.plan.senders_total
+        return int(self._start_ns + (slot_offset + user.next_seq) * self._interval_ns)
+
+    def _queue_due(self, schedule: list, now: int) -> int:
+        """Queue every message whose time has come, stamped with that time; returns how many."""
+        queued = 0
+        while schedule and schedule[0][0] <= now:
+            due, slot, user = heapq.heappop(schedule)
+            self._queue(user, due)
+            self._lag_us.append((now - due) / 1e3)
+            queued += 1
+            if user.next_seq < self.plan.messages:
+                heapq.heappush(schedule, (self._due_ns(user), slot, user))
+        return queued
+
+    def _queue_burst(self, senders: list[_User], now: int) -> int:
+        """Closed loop: each sender's burst k goes out once the group has received burst k - window.
+
+        "Received" counts lines of any kind, so a server that merges messages
+        into one another (the textbook one) still moves the window along.
+        """
+        plan = self.plan
+        if not senders or senders[0].next_seq >= plan.messages:
+            return 0
+        bursts_sent = senders[0].next_seq // plan.burst
+        done_per_sender = max(0, min(plan.messages, (bursts_sent - plan.window_bursts + 1) * plan.burst))
+        needed = done_per_sender * self._expected // plan.messages
+        if self._received_any_lines < needed:
+            return 0
+        queued = 0
+        for user in senders:
+            for _ in range(min(plan.burst, plan.messages - user.next_seq)):
+                self._queue(user, now)
+                queued += 1
+        return queued
+
+    def _queue(self, user: _User, scheduled_ns: int) -> None:
+        text = message_text(user.next_seq, scheduled_ns, self.plan.message_bytes, self.plan.alphabet)
+        user.out += protocol.encode_line(text)
+        user.next_seq += 1
+        self._sending.add(user)
+
+    def _flush(self, selector: selectors.BaseSelector) -> bool:
+        progress = False
+        for user in list(self._sending):
+            progress |= self._send_some(user, selector)
+        return progress
+
+    def _send_some(self, user: _User, selector: selectors.BaseSelector) -> bool:
+        try:
+            sent = user.sock.send(user.out)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            self._close(user, selector)
+            return False
+        if sent:
+            user.sent += user.out.count(b"\n", 0, sent)
+            del user.out[:sent]
+        if not user.out:
+            self._sending.discard(user)
+        events = selectors.EVENT_READ | (selectors.EVENT_WRITE if user.out else 0)
+        if not user.stalled and selector.get_key(user.sock).events != events:
+            selector.modify(user.sock, events, user)
+        return sent > 0
+
+    def _receive_ready(self, selector: selectors.BaseSelector, timeout_s: float) -> bool:
+        progress = False
+        for key, events in selector.select(timeout_s):
+            user: _User = key.data
+            if events & selectors.EVENT_WRITE:
+                progress |= self._send_some(user, selector)
+            if events & selectors.EVENT_READ and not user.closed:
+                progress |= self._receive(user, selector)
+            if self._schedule and self._schedule[0][0] <= now_ns():  # don't send late while reading
+                progress |= self._send_due(selector, now_ns())
+        return progress
+
+    def _receive(self, user: _User, selector: selectors.BaseSelector) -> bool:
+        try:
+            size = user.sock.recv_into(self._buffer)
+        except BlockingIOError:
+            return False
+        except OSError:
+            size = 0
+        if not size:
+            self._close(user, selector)
+            return False
+        self._store(user, now_ns(), self._view[:size].tobytes())
+        return True
+
+    def _store(self, user: _User, arrived_ns: int, data: bytes) -> None:
+        user.chunks.append((arrived_ns, data))
+        # Chat lines start with "<": counting them needs no parsing.
+        self._received_lines += data.count(b"\n<") + (user.ends_line and data[:1] == b"<")
+        self._received_any_lines += data.count(b"\n")
+        user.ends_line = data[-1:] == b"\n"
+
+    def _close(self, user: _User, selector: selectors.BaseSelector) -> None:
+        if user.closed:
+            return
+        user.closed = True
+        self._sending.discard(user)
+        if not user.stalled:
+            selector.unregister(user.sock)
+
+    def close(self) -> None:
+        for user in self.users:
+            user.sock.close()
+
+    # -- after the run -----------------------------------------------------------------------
+
+    def collect(self) -> GroupResult:
+        """Parse what each user received and count it against what was sent."""
+        result = GroupResult(send_lag_us=self._lag_us, timed_out=self._timed_out)
+        for user in self.users:
+            if user.slot is not None:
+                result.sent[user.name] = user.sent
+            if user.stalled:
+                continue
+            result.receivers += 1
+            if user.closed:
+                result.receivers_closed.append(user.name)
+            self._analyze(user, result)
+        return result
+
+    def _analyze(self, user: _User, result: GroupResult) -> None:
+        decoder = protocol.LineDecoder(1 << 20)
+        seen: dict[str, set[int]] = {}
+        highest: dict[str, int] = {}
+        for arrived_ns, data in user.chunks:
+            for line in decoder.feed(data):
+                event = protocol.parse_event(line) if isinstance(line, str) else protocol.Unparsed("")
+                if not isinstance(event, protocol.ChatMessage):
+                    result.garbled += isinstance(event, protocol.Unparsed)
+                    continue
+                parsed = parse_message_text(event.text, self.plan.message_bytes, self.plan.alphabet)
+                if parsed is None or parsed[0] >= self.plan.messages:
+                    result.garbled += 1
+                    continue
+                seq, scheduled_ns = parsed
+                pair = result.pairs.setdefault((user.name, event.sender), PairCount())
+                sender_seen = seen.setdefault(event.sender, set())
+                if seq in sender_seen:
+                    pair.duplicated += 1
+                    continue
+                sender_seen.add(seq)
+                pair.delivered += 1
+                if seq < highest.get(event.sender, -1):
+                    pair.out_of_order += 1
+                else:
+                    highest[event.sender] = seq
+                result.latencies_us.append((arrived_ns - scheduled_ns) / 1e3)
+                result.last_delivery_ns = max(result.last_delivery_ns, arrived_ns)
