@@ -34,13 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_server(commands)
     _add_client(commands)
     _add_demo(commands)
-    for extend in _EXTENSIONS:
-        extend(commands)
+    _add_bench(commands)
     return parser
-
-
-# Commands added by other modules of the package (benchmarks, UDP, report).
-_EXTENSIONS: list = []
 
 
 def _add_network(parser: argparse.ArgumentParser, port: int = DEFAULT_PORT) -> None:
@@ -163,3 +158,73 @@ def _run_demo(args: argparse.Namespace) -> int:
     leftover = result.threads_after - result.threads_before
     print(f"\nServer stopped; threads left behind: {leftover}.")
     return 0 if leftover == 0 and stats.errors == 0 else 1
+
+
+# -- benchmarks --------------------------------------------------------------------------------
+
+
+def _add_bench(commands) -> None:
+    from chat.bench import SCENARIOS
+
+    parser = commands.add_parser(
+        "bench", help="measure our server against the textbook one",
+        description="Run a benchmark scenario: our server and the textbook one side by side, each in its "
+                    "own process, the load generator in another. Writes SCENARIO.json under --out.")
+    parser.add_argument("scenario", choices=[*SCENARIOS, "all"], help="what to measure")
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--quick", dest="mode", action="store_const", const="quick",
+                      help="seconds per scenario, for CI and notebooks (the default)")
+    size.add_argument("--full", dest="mode", action="store_const", const="full",
+                      help="the report's figures: longer runs, repeated")
+    parser.set_defaults(mode="quick")
+    parser.add_argument("--out", default="results", help="folder for the results (default: results)")
+    parser.add_argument("--csv", action="store_true", help="also write SCENARIO.csv")
+    parser.add_argument("--plot", action="store_true", help="also draw the scenario's figures (SVG) into --out")
+    parser.set_defaults(run=_run_bench)
+
+
+def _run_bench(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from tqdm import tqdm
+
+    from chat import bench
+
+    names = list(bench.SCENARIOS) if args.scenario == "all" else [args.scenario]
+    out = Path(args.out)
+    for name in names:
+        with tqdm(desc=name, unit=" run", file=sys.stderr, leave=True) as bar:
+            def step(label: str) -> None:  # called as each run starts
+                bar.update(0 if bar.postfix is None else 1)
+                bar.set_postfix_str(label)
+
+            result = bench.run_scenario(name, args.mode, step)
+            bar.update(1)
+        for path in bench.save(result, out, args.csv):
+            print(f"wrote {path}")
+        if args.plot:
+            for path in draw_scenario(result, out):
+                print(f"wrote {path}")
+        print_targets(result)
+    return 0
+
+
+def print_targets(result: dict) -> None:
+    print(f"\n{result['scenario']} ({result['mode']}), on {result['machine']['cpus']} x {result['machine']['cpu']}:")
+    for target in result["targets"]:
+        verdict = {True: "met", False: "NOT MET", None: ""}[target["met"]]
+        limit = f" (target {target['relation']} {target['limit']})" if target["limit"] is not None else ""
+        print(f"  {target['name']}: {target['value']}{limit} {verdict}")
+
+
+def draw_scenario(result: dict, out) -> list:
+    from chat import plots
+
+    drawings = {
+        "capacity": [("throughput-vs-clients", plots.throughput_vs_clients)],
+        "latency": [("latency-vs-load", plots.latency_vs_load), ("latency-cdf", plots.latency_cdf)],
+        "scaling": [("scaling-latency", plots.scaling_latency)],
+        "nagle": [("nagle", plots.nagle_effect)],
+        "slow-consumer": [("slow-consumer", plots.slow_consumer)],
+    }
+    return [plots.save(draw(result), out / f"{name}.svg") for name, draw in drawings.get(result["scenario"], [])]

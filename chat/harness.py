@@ -14,6 +14,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+KINDS = ("ours", "naive", "blaster")
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 30.0
 SAMPLE_INTERVAL_S = 0.02
@@ -21,11 +22,8 @@ SAMPLE_INTERVAL_S = 0.02
 
 def _serve(kind: str, options: dict, conn) -> None:
     """Entry point of the server process: start, report the address, obey 'stats' and 'stop'."""
-    from chat.naive import NaiveServer
-    from chat.server import ChatServer
-
     _raise_file_limit()
-    server = ChatServer(**options) if kind == "ours" else NaiveServer(**options)
+    server = _make_server(kind, options)
     server.start()
     conn.send(tuple(server.server_address))
     while True:
@@ -37,10 +35,25 @@ def _serve(kind: str, options: dict, conn) -> None:
         conn.send(_stats_of(server))
 
 
+def _make_server(kind: str, options: dict):
+    if kind == "ours":
+        from chat.server import ChatServer
+
+        return ChatServer(**options)
+    if kind == "naive":
+        from chat.naive import NaiveServer
+
+        return NaiveServer(**options)
+    from chat.blaster import Blaster, build_block
+
+    users = options.pop("users")
+    return Blaster(build_block(**options), users)
+
+
 def _stats_of(server) -> dict:
     stats = getattr(server, "stats", None)
     if stats is None:
-        return {"connections_now": len(server.clients)}
+        return {"connections_now": len(getattr(server, "clients", ()))}
     import dataclasses
 
     return dataclasses.asdict(stats())
@@ -57,15 +70,15 @@ def _raise_file_limit() -> None:
 
 
 class ServerProcess:
-    """``ChatServer`` (kind "ours") or ``NaiveServer`` (kind "naive") in a spawned process.
+    """``ChatServer`` ("ours"), ``NaiveServer`` ("naive") or ``Blaster`` in a spawned process.
 
     >>> with ServerProcess("ours", rate_lines_per_s=0) as server:    # doctest: +SKIP
     ...     run_load(server.address, LoadConfig(users=50))
     """
 
     def __init__(self, kind: str = "ours", **options) -> None:
-        if kind not in ("ours", "naive"):
-            raise ValueError("kind is 'ours' or 'naive'")
+        if kind not in KINDS:
+            raise ValueError(f"kind is one of {', '.join(KINDS)}")
         self.kind = kind
         self.options = options
         context = multiprocessing.get_context("spawn")
@@ -144,15 +157,17 @@ class ProcessSampler:
         self._started = time.monotonic()
 
     def _run(self) -> None:
-        while True:
-            status = read_proc_status(self.pid)
-            if status:
-                self.samples.append(ProcessSample(time.monotonic() - self._started,
-                                                  status.get("VmRSS", 0), status.get("Threads", 0)))
-            if self._stop.wait(self.interval_s):
-                return
+        while not self._stop.wait(self.interval_s):
+            self._sample()
+
+    def _sample(self) -> None:
+        status = read_proc_status(self.pid)
+        if status:
+            self.samples.append(ProcessSample(time.monotonic() - self._started,
+                                              status.get("VmRSS", 0), status.get("Threads", 0)))
 
     def __enter__(self) -> ProcessSampler:
+        self._sample()  # the first sample is taken before anything else happens
         self._thread.start()
         return self
 

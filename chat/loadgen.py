@@ -58,6 +58,7 @@ class LoadConfig:
     message_bytes: int = 64  # size of each message's text in UTF-8
     alphabet: str = "cyrillic"  # padding letters: "cyrillic" (2 bytes each) or "ascii"
     stalled_users: int = 0  # users that register and then never read
+    external_senders: int = 0  # senders outside the generator (the blaster's), `messages` each
     name_prefix: str = "u"
     connect_timeout_s: float = 10.0
     drain_idle_s: float = 1.0  # after sending, stop when nothing has moved for this long
@@ -97,6 +98,7 @@ class LoadResult:
     garbled: int  # lines that were not a whole message (the textbook server merges and splits)
     duration_s: float  # from the start to the last delivery
     deliveries_per_s: float
+    first_delivery_s: float  # from the start to the first delivery
     latency_ms: dict[str, float]  # count, p50, p90, p99, p99.9, max, mean
     send_lag_ms: dict[str, float]  # how late the generator itself sent (rate mode)
     per_sender: dict[str, dict[str, int]]
@@ -123,7 +125,7 @@ def plan_groups(address: tuple, config: LoadConfig, groups: int) -> list[GroupPl
             names=[names[i] for i in members],
             sender_slots=[i if i < config.sender_count else None for i in members],
             stalled=[i >= stalled_from for i in members],
-            senders_total=config.sender_count,
+            senders_total=config.sender_count + config.external_senders,
             messages=config.messages,
             rate_per_s=config.rate_per_s,
             burst=config.burst,
@@ -157,7 +159,7 @@ def run_load(address: tuple, config: LoadConfig, processes: int = 1, progress: P
 def merge(config: LoadConfig, results: list[GroupResult], start_ns: int) -> LoadResult:
     """Combine the groups' counts into one result."""
     sent = {name: n for result in results for name, n in result.sent.items()}
-    receivers = [name for result in results for (name, _) in result.pairs]
+    sent.update({name: config.messages for name in external_sender_names(config)})
     pairs: dict[tuple[str, str], PairCount] = {}
     for result in results:
         pairs.update(result.pairs)
@@ -178,16 +180,17 @@ def merge(config: LoadConfig, results: list[GroupResult], start_ns: int) -> Load
         lags.extend(result.send_lag_us)
     latencies_ms = [value / 1e3 for value in latencies]
     last_ns = max((result.last_delivery_ns for result in results), default=0)
+    firsts = [result.first_delivery_ns for result in results if result.first_delivery_ns]
     duration_s = max(0.0, (last_ns - start_ns) / 1e9)
     delivered = sum(entry["delivered"] for entry in per_sender.values())
     total = {key: sum(entry[key] for entry in per_sender.values()) for key in ("sent", "expected", "lost", "duplicated", "out_of_order")}
-    del receivers
     return LoadResult(
         config=config,
         delivered=delivered,
         garbled=sum(result.garbled for result in results),
         duration_s=duration_s,
         deliveries_per_s=delivered / duration_s if duration_s > 0 else 0.0,
+        first_delivery_s=max(0.0, (min(firsts) - start_ns) / 1e9) if firsts else 0.0,
         latency_ms=stats.summarize(latencies_ms),
         send_lag_ms=stats.summarize([value / 1e3 for value in lags]),
         per_sender=per_sender,
@@ -197,6 +200,11 @@ def merge(config: LoadConfig, results: list[GroupResult], start_ns: int) -> Load
         latency_samples_ms=stats.subsample(latencies_ms, KEEP_SAMPLES),
         **total,
     )
+
+
+def external_sender_names(config: LoadConfig) -> list[str]:
+    """The names the blaster's fake senders use (see :mod:`chat.blaster`)."""
+    return [f"fake{i}" for i in range(config.external_senders)]
 
 
 def _receiver_names(config: LoadConfig) -> list[str]:

@@ -53,6 +53,7 @@ class Outbox:
         self._closed = False
         self._marked = False  # on the flusher's list already (guarded by the flusher's lock)
         self.sent_bytes = 0
+        self.peak_queued_bytes = 0  # the most this client ever had waiting
 
     @property
     def queued_bytes(self) -> int:
@@ -71,6 +72,7 @@ class Outbox:
                 return False
             self._chunks.append(data)
             self._queued_bytes += len(data)
+            self.peak_queued_bytes = max(self.peak_queued_bytes, self._queued_bytes)
             if self._behind:
                 self._writer_may_go.notify()
                 return True

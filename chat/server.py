@@ -55,6 +55,7 @@ class ServerStats:
     refused_full: int = 0  # connections refused because max_clients were connected
     registration_timeouts: int = 0
     leaves: dict[str, int] = field(default_factory=dict)  # users who left, by reason
+    sendq_peak_bytes: int = 0  # the most bytes ever queued for one client (bounded by sendq_bytes)
     errors: int = 0  # unexpected exceptions handled (a bug if not 0)
 
 
@@ -105,6 +106,7 @@ class ChatServer:
         self._leaves: Counter[str] = Counter()
         self._next_number = 0
         self._users_peak = 0
+        self._sendq_peak = 0
 
     def __repr__(self) -> str:
         host, port = self.server_address
@@ -327,6 +329,7 @@ class ChatServer:
             for name in _SESSION_COUNTERS:
                 self._counted[name] += getattr(session, name)
             self._counted["registration_timeouts"] += session.timed_out
+            self._sendq_peak = max(self._sendq_peak, session.outbox.peak_queued_bytes)
 
     # -- commands -------------------------------------------------------------
 
@@ -393,9 +396,11 @@ class ChatServer:
             totals = Counter(self._counted)
             leaves = dict(self._leaves)
             users_now, users_peak = len(self._members), self._users_peak
+        sendq_peak = self._sendq_peak
         for session in live:
             for name in _SESSION_COUNTERS:
                 totals[name] += getattr(session, name)
+            sendq_peak = max(sendq_peak, session.outbox.peak_queued_bytes)
         return ServerStats(
             connections_total=totals["connections_total"],
             connections_now=len(live),
@@ -408,6 +413,7 @@ class ChatServer:
             refused_full=totals["refused_full"],
             registration_timeouts=totals["registration_timeouts"],
             leaves=leaves,
+            sendq_peak_bytes=sendq_peak,
             errors=totals["errors"],
         )
 

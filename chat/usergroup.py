@@ -14,6 +14,7 @@ does not quietly lower the offered load (no coordinated omission).
 
 from __future__ import annotations
 
+import functools
 import heapq
 import selectors
 import socket
@@ -42,29 +43,39 @@ def message_text(seq: int, scheduled_ns: int, size_bytes: int, alphabet: str = "
     '7 123 xxxxxxxxxxxxxx'
     """
     head = f"{seq} {scheduled_ns} "
+    return head + _padding(size_bytes, alphabet, len(head))
+
+
+@functools.lru_cache(maxsize=256)
+def _padding(size_bytes: int, alphabet: str, head_chars: int) -> str:
     pad = PAD_CHARS[alphabet]
-    count = max(1, (size_bytes - len(head)) // len(pad.encode()))
-    return head + pad * count
+    return pad * max(1, (size_bytes - head_chars) // len(pad.encode()))
 
 
 def parse_message_text(text: str, size_bytes: int, alphabet: str) -> tuple[int, int] | None:
     """``(seq, scheduled_ns)`` if ``text`` is exactly a load message, else None.
 
-    The text is rebuilt from the numbers and compared whole, so a fragment of a
-    message cut by a server that splits lines can't pass for a message.
+    Every part is checked against what :func:`message_text` would have made,
+    so a fragment of a message cut by a server that splits lines can't pass
+    for a message.
 
     >>> parse_message_text(message_text(7, 123, 20, "ascii"), 20, "ascii")
     (7, 123)
     >>> parse_message_text("7 123 xxx", 20, "ascii") is None
     True
     """
-    parts = text.split(" ", 2)
-    if len(parts) != 3 or not parts[0].isdigit() or not parts[1].isdigit():
+    seq, _, rest = text.partition(" ")
+    scheduled, _, padding = rest.partition(" ")
+    if not (_is_number(seq) and _is_number(scheduled)):
         return None
-    seq, scheduled_ns = int(parts[0]), int(parts[1])
-    if message_text(seq, scheduled_ns, size_bytes, alphabet) != text:
+    if padding != _padding(size_bytes, alphabet, len(seq) + len(scheduled) + 2):
         return None
-    return seq, scheduled_ns
+    return int(seq), int(scheduled)
+
+
+def _is_number(text: str) -> bool:
+    """Digits as str(int) writes them: no sign, no leading zero."""
+    return text.isascii() and text.isdigit() and (text[0] != "0" or text == "0")
 
 
 def _precise_selector(users: list) -> selectors.BaseSelector:
@@ -125,6 +136,7 @@ class GroupResult:
     garbled: int = 0  # lines that were not a whole load message
     receivers: int = 0
     receivers_closed: list[str] = field(default_factory=list)  # the server closed them
+    first_delivery_ns: int = 0
     last_delivery_ns: int = 0
     timed_out: bool = False
 
@@ -384,29 +396,53 @@ class UserGroup:
 
     def _analyze(self, user: _User, result: GroupResult) -> None:
         decoder = protocol.LineDecoder(1 << 20)
-        seen: dict[str, set[int]] = {}
-        highest: dict[str, int] = {}
+        size, alphabet, messages = self.plan.message_bytes, self.plan.alphabet, self.plan.messages
+        per_sender: dict[str, _SenderTrack] = {}
+        latencies = result.latencies_us
         for arrived_ns, data in user.chunks:
+            delivered_here = False
             for line in decoder.feed(data):
-                event = protocol.parse_event(line) if isinstance(line, str) else protocol.Unparsed("")
-                if not isinstance(event, protocol.ChatMessage):
-                    result.garbled += isinstance(event, protocol.Unparsed)
+                event = protocol.parse_event(line) if type(line) is str else protocol.Unparsed("")
+                if type(event) is not protocol.ChatMessage:
+                    result.garbled += type(event) is protocol.Unparsed
                     continue
-                parsed = parse_message_text(event.text, self.plan.message_bytes, self.plan.alphabet)
-                if parsed is None or parsed[0] >= self.plan.messages:
+                parsed = parse_message_text(event.text, size, alphabet)
+                if parsed is None or parsed[0] >= messages:
                     result.garbled += 1
                     continue
-                seq, scheduled_ns = parsed
-                pair = result.pairs.setdefault((user.name, event.sender), PairCount())
-                sender_seen = seen.setdefault(event.sender, set())
-                if seq in sender_seen:
-                    pair.duplicated += 1
-                    continue
-                sender_seen.add(seq)
-                pair.delivered += 1
-                if seq < highest.get(event.sender, -1):
-                    pair.out_of_order += 1
-                else:
-                    highest[event.sender] = seq
-                result.latencies_us.append((arrived_ns - scheduled_ns) / 1e3)
+                track = per_sender.get(event.sender)
+                if track is None:
+                    track = per_sender[event.sender] = _SenderTrack()
+                if track.record(parsed[0]):
+                    latencies.append((arrived_ns - parsed[1]) / 1e3)
+                    delivered_here = True
+            if delivered_here:
                 result.last_delivery_ns = max(result.last_delivery_ns, arrived_ns)
+                if not result.first_delivery_ns or arrived_ns < result.first_delivery_ns:
+                    result.first_delivery_ns = arrived_ns
+        for sender, track in per_sender.items():
+            result.pairs[(user.name, sender)] = track.count
+
+
+class _SenderTrack:
+    """The sequence numbers one receiver got from one sender, in order of arrival."""
+
+    __slots__ = ("seen", "highest", "count")
+
+    def __init__(self) -> None:
+        self.seen: set[int] = set()
+        self.highest = -1
+        self.count = PairCount()
+
+    def record(self, seq: int) -> bool:
+        """Count one arrival; True if it is the first time this message arrived."""
+        if seq in self.seen:
+            self.count.duplicated += 1
+            return False
+        self.seen.add(seq)
+        self.count.delivered += 1
+        if seq < self.highest:
+            self.count.out_of_order += 1
+        else:
+            self.highest = seq
+        return True

@@ -1,0 +1,364 @@
+"""Benchmarks: ``python -m chat bench SCENARIO [--quick | --full]``.
+
+Every scenario runs our server and the textbook one side by side, in one run,
+each in a process of its own, with the load generator in another.  Results
+are plain dictionaries, saved as JSON (and CSV on request) for the plots, the
+notebooks and the report.  Targets are checked here and reported as ratios
+and percentiles; nothing is a timed test.
+
+Benchmark servers run with flood control off (``rate_lines_per_s=0``): the
+point is to measure the server, and the default limit of 10 lines/s per user
+would be the first thing measured.  ``max_clients`` is raised for 1000 users.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from chat.harness import ProcessSampler, ServerProcess, machine_info
+from chat.limits import Limits
+from chat.loadgen import LoadConfig, LoadResult, run_load
+from chat.stats import subsample
+
+OURS_OPTIONS = {"rate_lines_per_s": 0, "max_clients": 2000}
+NAIVE_OPTIONS: dict = {}
+KEEP_SAMPLES = 4000  # latency samples stored per run, for CDF plots
+SELECT_USERS_PER_PROCESS = 500  # keep each generator process on select() (see usergroup)
+
+Step = Callable[[str], None]  # told what is about to run, for progress bars
+
+
+@dataclass(frozen=True)
+class Mode:
+    """Sizes for one scenario: ``quick`` runs in seconds (CI, notebooks), ``full`` gives the report's figures."""
+
+    name: str
+    seconds: float  # sending time per run at a target rate
+    deliveries: int  # deliveries per run in capacity runs
+    reps: int  # repetitions of the runs a target compares; targets use the median
+
+
+QUICK = Mode("quick", seconds=2.0, deliveries=600_000, reps=1)
+FULL = Mode("full", seconds=8.0, deliveries=15_000_000, reps=3)
+MODES = {"quick": QUICK, "full": FULL}
+
+
+def measure(kind: str, config: LoadConfig, step: Step | None = None, label: str = "",
+            processes: int | None = None, **server_options) -> dict:
+    """Run one load against a fresh server process; return one row of results.
+
+    ``processes`` is the number of generator processes (default: enough to
+    keep each on select(), see :mod:`chat.usergroup`).
+    """
+    options = {**(OURS_OPTIONS if kind == "ours" else NAIVE_OPTIONS), **server_options}
+    if step is not None:
+        step(label or f"{kind}, {config.users} users")
+    if processes is None:
+        processes = max(1, -(-config.users // SELECT_USERS_PER_PROCESS))
+    with ServerProcess(kind, **options) as server, ProcessSampler(server.pid) as sampler:
+        idle_rss = sampler.first_rss_bytes or 0
+        result = run_load(server.address, config, processes=processes)
+        counters = server.stats()
+    row = _row(kind, options, result, counters, sampler, idle_rss)
+    row["generator_processes"] = processes
+    return row
+
+
+def _row(kind: str, options: dict, result: LoadResult, counters: dict, sampler: ProcessSampler, idle_rss: int) -> dict:
+    return {
+        "server": kind,
+        "server_options": options,
+        "users": result.config.users,
+        "senders": result.config.sender_count,
+        "stalled_users": result.config.stalled_users,
+        "offered_per_s": result.config.rate_per_s,
+        "message_bytes": result.config.message_bytes,
+        "alphabet": result.config.alphabet,
+        "sent": result.sent,
+        "expected": result.expected,
+        "delivered": result.delivered,
+        "lost": result.lost,
+        "duplicated": result.duplicated,
+        "out_of_order": result.out_of_order,
+        "garbled": result.garbled,
+        "duration_s": round(result.duration_s, 4),
+        "deliveries_per_s": round(result.deliveries_per_s, 1),
+        "latency_ms": {key: round(value, 4) for key, value in result.latency_ms.items()},
+        "send_lag_ms": {key: round(value, 4) for key, value in result.send_lag_ms.items()},
+        "receivers_closed": len(result.receivers_closed),
+        "timed_out": result.timed_out,
+        "server_left": counters.get("leaves", {}),
+        "sendq_peak_bytes": counters.get("sendq_peak_bytes", 0),
+        "server_rss_idle_bytes": idle_rss,
+        "server_rss_peak_bytes": sampler.peak_rss_bytes,
+        "server_threads_peak": max((sample.threads for sample in sampler.samples), default=0),
+        "latency_samples_ms": [round(value, 3) for value in subsample(result.latency_samples_ms, KEEP_SAMPLES)],
+    }
+
+
+def measure_points(points: list[tuple], reps: int, step: Step | None) -> list[dict]:
+    """Run ``(kind, config, label, server_options)`` points ``reps`` times, interleaved.
+
+    Interleaving (A, B, A, B, ...) spreads the machine's noise over both
+    sides of a comparison instead of giving all of it to one.
+    """
+    runs = []
+    for rep in range(reps):
+        for kind, config, label, options in points:
+            suffix = f" (run {rep + 1} of {reps})" if reps > 1 else ""
+            row = measure(kind, config, step, label + suffix, **options)
+            row["rep"] = rep
+            runs.append(row)
+    return runs
+
+
+def _rate_config(users: int, rate_per_s: float, mode: Mode, **overrides) -> LoadConfig:
+    senders = users - overrides.get("stalled_users", 0)
+    messages = max(1, round(rate_per_s * mode.seconds / senders))
+    return LoadConfig(users=users, messages=messages, rate_per_s=rate_per_s, drain_idle_s=1.0,
+                      max_duration_s=mode.seconds * 4 + 30, **overrides)
+
+
+# -- scenarios -----------------------------------------------------------------------------
+
+
+def capacity(mode: Mode, step: Step | None = None) -> dict:
+    """Deliveries per second when every user sends as fast as the window allows."""
+    users_list = [50] if mode is QUICK else [10, 25, 50, 100, 200]
+    runs = []
+    for users in users_list:
+        messages = max(20, min(5000, mode.deliveries // (users * (users - 1))))
+        config = LoadConfig(users=users, messages=messages, burst=min(50, messages), alphabet="ascii",
+                            drain_idle_s=1.0, max_duration_s=120)
+        # Two generator processes: one alone comes close to its own ceiling here (see `ceiling`).
+        points = [(kind, config, f"capacity: {kind}, {users} users", {"processes": 2}) for kind in ("ours", "naive")]
+        runs += measure_points(points, mode.reps if users == 50 else 1, step)
+    ours = median_of(runs, "deliveries_per_s", server="ours", users=50)
+    naive = median_of(runs, "deliveries_per_s", server="naive", users=50)
+    return _scenario("capacity", mode, runs, [
+        _target("our deliveries/s at 50 users", ours, ">=", 600_000),
+        _target("our lost messages at 50 users", total_of(runs, "lost", server="ours", users=50), "==", 0),
+        _target("ours / textbook deliveries/s at 50 users", _ratio(ours, naive), ">=", 1.2),
+    ])
+
+
+def latency(mode: Mode, step: Step | None = None) -> dict:
+    """Latency percentiles against offered load, at 50 users."""
+    rates = [500] if mode is QUICK else [100, 250, 500, 1000, 2000, 4000]
+    runs = []
+    for rate in rates:
+        points = [(kind, _rate_config(50, rate, mode), f"latency: {kind}, {rate}/s", {}) for kind in ("ours", "naive")]
+        runs += measure_points(points, mode.reps if rate == 500 else 1, step)
+    return _scenario("latency", mode, runs, [
+        _target("our p99 latency (ms) at 50 users, 500 msg/s", median_of(runs, "latency_ms.p99", server="ours", offered_per_s=500), "<=", 2.0),
+        _target("our lost messages, all loads", total_of(runs, "lost", server="ours"), "==", 0),
+        _target("textbook p99 latency (ms) at 500 msg/s", median_of(runs, "latency_ms.p99", server="naive", offered_per_s=500), "info", None),
+    ])
+
+
+def scaling(mode: Mode, step: Step | None = None) -> dict:
+    """Latency and deliveries as users grow, each user sending one message per second."""
+    sizes = [10, 50, 200] if mode is QUICK else [10, 50, 200, 500, 1000]
+    runs = []
+    for users in sizes:
+        points = [(kind, _rate_config(users, users, mode), f"scaling: {kind}, {users} users", {}) for kind in ("ours", "naive")]
+        runs += measure_points(points, mode.reps if users == 500 else 1, step)
+    targets = [_target("our lost messages, all sizes", total_of(runs, "lost", server="ours"), "==", 0)]
+    if 500 in sizes:
+        targets.append(_target("our p99 latency (ms) at 500 users, 1 msg/s each",
+                               median_of(runs, "latency_ms.p99", server="ours", users=500), "<=", 20.0))
+    if 1000 in sizes:
+        big = _pick(runs, "ours", users=1000)
+        connected = big["users"] if big["receivers_closed"] == 0 and big["lost"] == 0 else 0
+        targets.append(_target("users connected at once, all served", connected, ">=", 1000))
+    return _scenario("scaling", mode, runs, targets)
+
+
+def nagle(mode: Mode, step: Step | None = None) -> dict:
+    """The same load with TCP_NODELAY on and off, on both servers."""
+    config = _rate_config(20, 200, mode)
+    runs = [
+        measure("ours", config, step, "nagle: ours, TCP_NODELAY on", nodelay=True),
+        measure("ours", config, step, "nagle: ours, TCP_NODELAY off", nodelay=False),
+        measure("naive", config, step, "nagle: textbook, TCP_NODELAY off (as written)", nodelay=False),
+        measure("naive", config, step, "nagle: textbook, TCP_NODELAY on", nodelay=True),
+    ]
+    on, off = runs[0], runs[1]
+    return _scenario("nagle", mode, runs, [
+        _target("our p99 (ms), TCP_NODELAY on", on["latency_ms"]["p99"], "info", None),
+        _target("our p99 (ms), TCP_NODELAY off", off["latency_ms"]["p99"], "info", None),
+        _target("p99 off / on", _ratio(off["latency_ms"]["p99"], on["latency_ms"]["p99"]), "info", None),
+    ])
+
+
+def slow_consumer(mode: Mode, step: Step | None = None) -> dict:
+    """One user that never reads, among 20 users that send a lot; the same run without it."""
+    sized = Mode(mode.name, seconds=4.0 if mode is QUICK else 10.0, deliveries=0, reps=mode.reps)
+    points = []
+    for kind in ("ours", "naive"):
+        for stalled in (0, 1):
+            config = _rate_config(20 + stalled, 4000, sized, stalled_users=stalled, message_bytes=512)
+            label = f"slow consumer: {kind}, {'one stalled user' if stalled else 'baseline'}"
+            points.append((kind, config, label, {}))
+    runs = measure_points(points, mode.reps, step)
+    p99_base = median_of(runs, "latency_ms.p99", server="ours", stalled_users=0)
+    p99_stalled = median_of(runs, "latency_ms.p99", server="ours", stalled_users=1)
+    rss_extra = (median_of(runs, "server_rss_peak_bytes", server="ours", stalled_users=1)
+                 - median_of(runs, "server_rss_peak_bytes", server="ours", stalled_users=0))
+    sendq = Limits().sendq_bytes
+    stalled_runs = [run for run in runs if run["server"] == "ours" and run["stalled_users"] == 1]
+    return _scenario("slow-consumer", mode, runs, [
+        _target("lost by the others, with a stalled user", total_of(runs, "lost", server="ours", stalled_users=1), "==", 0),
+        _target("others' p99 with / without the stalled user", _ratio(p99_stalled, p99_base), "<=", 2.0),
+        _target("runs in which the stalled user was dropped as too slow",
+                sum(run["server_left"].get("too slow", 0) for run in stalled_runs), "==", len(stalled_runs)),
+        _target("most bytes queued for one client / sendq bound", _ratio(max(run["sendq_peak_bytes"] for run in stalled_runs), sendq), "<=", 1.0),
+        _target("server RSS with a stalled user minus without (MiB)", round(rss_extra / 2**20, 1), "info", None),
+        _target("textbook: lost by the others, with a stalled user",
+                total_of(runs, "lost", server="naive", stalled_users=1), "info", None),
+    ])
+
+
+def ceiling(mode: Mode, step: Step | None = None) -> dict:
+    """The load generator's own limit: lines from a server that does no work per line.
+
+    50 receiving users; a blaster sends each of them the same block of valid
+    load lines as fast as TCP allows.  The generator parses and counts them
+    as it does real ones.  Compare with the capacity scenario: if our
+    server's deliveries/s came close to this, the generator would be what
+    the capacity run measured.
+    """
+    users, fake_senders = 50, 50
+    messages = max(10, mode.deliveries // (users * fake_senders))
+    config = LoadConfig(users=users, senders=0, external_senders=fake_senders, messages=messages,
+                        alphabet="ascii", drain_idle_s=1.0, max_duration_s=120)
+    block = {"users": users, "senders": fake_senders, "messages": messages,
+             "message_bytes": config.message_bytes, "alphabet": config.alphabet}
+    runs = []
+    for processes in (1, 2):
+        if step is not None:
+            step(f"ceiling: {processes} generator process{'es' if processes > 1 else ''}")
+        with ServerProcess("blaster", **block) as server, ProcessSampler(server.pid) as sampler:
+            result = run_load(server.address, config, processes=processes)
+        row = _row("blaster", block, result, {}, sampler, sampler.first_rss_bytes)
+        row["generator_processes"] = processes
+        # timed from the first line: the blaster starts a moment after the generator's clock
+        receiving_s = result.duration_s - result.first_delivery_s
+        row["deliveries_per_s"] = round(result.delivered / receiving_s, 1) if receiving_s > 0 else 0.0
+        runs.append(row)
+    return _scenario("ceiling", mode, runs, [
+        _target("generator ceiling, deliveries/s, 1 process", runs[0]["deliveries_per_s"], "info", None),
+        _target("generator ceiling, deliveries/s, 2 processes", runs[1]["deliveries_per_s"], "info", None),
+        _target("lines lost or garbled on the way", runs[0]["lost"] + runs[0]["garbled"], "==", 0),
+    ])
+
+
+SCENARIOS: dict[str, Callable[[Mode, Step | None], dict]] = {
+    "ceiling": ceiling,
+    "capacity": capacity,
+    "latency": latency,
+    "scaling": scaling,
+    "nagle": nagle,
+    "slow-consumer": slow_consumer,
+}
+
+
+# -- results --------------------------------------------------------------------------------
+
+
+def value_of(run: dict, path: str):
+    """``value_of(run, "latency_ms.p99.9")``: a value, or one inside a dict (split at the first dot)."""
+    key, _, inner = path.partition(".")
+    return run[key][inner] if inner else run[key]
+
+
+def matching(runs: list[dict], **match) -> list[dict]:
+    return [run for run in runs if all(run.get(key) == value for key, value in match.items())]
+
+
+def median_of(runs: list[dict], path: str, **match) -> float:
+    """The median of a value over the runs that match (the middle one for an odd count)."""
+    values = sorted(value_of(run, path) for run in matching(runs, **match))
+    if not values:
+        raise KeyError(f"no run matches {match}")
+    middle = len(values) // 2
+    return values[middle] if len(values) % 2 else (values[middle - 1] + values[middle]) / 2
+
+
+def total_of(runs: list[dict], path: str, **match) -> float:
+    return sum(value_of(run, path) for run in matching(runs, **match))
+
+
+def _pick(runs: list[dict], server: str, **match) -> dict:
+    for run in runs:
+        if run["server"] == server and all(run.get(key) == value for key, value in match.items()):
+            return run
+    raise KeyError(f"no {server} run with {match}")
+
+
+def _ratio(numerator: float, denominator: float) -> float | None:
+    return round(numerator / denominator, 2) if denominator else None
+
+
+def _target(name: str, value, relation: str, limit) -> dict:
+    checks = {">=": lambda: value >= limit, "<=": lambda: value <= limit, "==": lambda: value == limit}
+    met = None if relation == "info" or value is None else bool(checks[relation]())
+    return {"name": name, "value": value, "relation": relation, "limit": limit, "met": met}
+
+
+def _scenario(name: str, mode: Mode, runs: list[dict], targets: list[dict]) -> dict:
+    return {
+        "scenario": name,
+        "mode": mode.name,
+        "command": f"python -m chat bench {name} --{mode.name}",
+        "machine": machine_info(),
+        "finished": time.strftime("%Y-%m-%d %H:%M"),
+        "runs": runs,
+        "targets": targets,
+    }
+
+
+def run_scenario(name: str, mode: str = "quick", step: Step | None = None) -> dict:
+    if name not in SCENARIOS:
+        raise KeyError(f"unknown scenario {name!r}; choose from {', '.join(SCENARIOS)}")
+    return SCENARIOS[name](MODES[mode], step)
+
+
+def save(result: dict, out_dir: Path, write_csv: bool = False) -> list[Path]:
+    """Write ``SCENARIO.json`` (and ``SCENARIO.csv``) under ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{result['scenario']}.json"
+    path.write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    written = [path]
+    if write_csv:
+        csv_path = out_dir / f"{result['scenario']}.csv"
+        with csv_path.open("w", newline="", encoding="utf-8") as handle:
+            rows = [flatten(run) for run in result["runs"]]
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+        written.append(csv_path)
+    return written
+
+
+def load(path: Path) -> dict:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def flatten(run: dict) -> dict:
+    """One run as flat columns (for CSV): nested dicts get dotted names, samples are left out."""
+    flat = {}
+    for key, value in run.items():
+        if key == "latency_samples_ms":
+            continue
+        if isinstance(value, dict):
+            for inner, inner_value in value.items():
+                flat[f"{key}.{inner}"] = inner_value
+        else:
+            flat[key] = value
+    return flat
