@@ -339,7 +339,8 @@ def save(result: dict, out_dir: Path, write_csv: bool = False) -> list[Path]:
         csv_path = out_dir / f"{result['scenario']}.csv"
         with csv_path.open("w", newline="", encoding="utf-8") as handle:
             rows = [flatten(run) for run in result["runs"]]
-            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+            columns = list(dict.fromkeys(column for row in rows for column in row))  # every row's, in order
+            writer = csv.DictWriter(handle, fieldnames=columns, restval="")
             writer.writeheader()
             writer.writerows(rows)
         written.append(csv_path)

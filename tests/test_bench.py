@@ -1,0 +1,98 @@
+"""Every benchmark scenario's quick mode runs, its results are stored, and the plots render from them.
+
+These check what a run must show whatever the machine's load (nothing lost on
+our side, the textbook server's failures); speed targets are reported by the
+benchmarks themselves, not asserted here.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+from chat import bench, plots
+from chat.terminal import python_command
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def stored(tmp_path_factory):
+    """Run every scenario in quick mode once and save it; tests read the saved files back."""
+    folder = tmp_path_factory.mktemp("results")
+    for name in bench.SCENARIOS:
+        bench.save(bench.run_scenario(name, "quick"), folder, write_csv=True)
+    return folder
+
+
+def load(stored, name):
+    return bench.load(stored / f"{name}.json")
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("name", list(bench.SCENARIOS))
+def test_quick_mode_runs_and_is_saved_as_json_and_csv(stored, name):
+    result = load(stored, name)
+    assert result["scenario"] == name and result["mode"] == "quick"
+    assert result["runs"] and result["targets"]
+    assert result["machine"]["cpus"] >= 1
+    header = (stored / f"{name}.csv").read_text(encoding="utf-8").splitlines()[0]
+    assert "latency_ms.p99" in header and "latency_samples_ms" not in header
+    for run in result["runs"]:
+        if run["server"] in ("ours", "blaster"):
+            assert (run["lost"], run["duplicated"], run["out_of_order"], run["garbled"]) == (0, 0, 0, 0), run["users"]
+            assert run["delivered"] == run["expected"] > 0
+
+
+def test_capacity_shows_the_textbook_server_garbling_lines(stored):
+    naive = [run for run in load(stored, "capacity")["runs"] if run["server"] == "naive"]
+    assert all(run["garbled"] > 0 and run["lost"] > 0 for run in naive)
+
+
+def test_slow_consumer_is_dropped_and_freezes_the_textbook_server(stored):
+    runs = load(stored, "slow-consumer")["runs"]
+    ours_stalled = bench.matching(runs, server="ours", stalled_users=1)
+    assert all(run["server_left"].get("too slow") == 1 for run in ours_stalled)
+    assert all(run["sendq_peak_bytes"] <= 1 << 20 for run in ours_stalled)
+    naive_stalled = bench.matching(runs, server="naive", stalled_users=1)
+    assert all(run["lost"] > 0 for run in naive_stalled)
+
+
+def test_targets_are_reported_with_values(stored):
+    for name in bench.SCENARIOS:
+        for target in load(stored, name)["targets"]:
+            assert set(target) == {"name", "value", "relation", "limit", "met"}
+            assert target["value"] is not None
+
+
+FIGURES = [
+    ("throughput_vs_clients", ("capacity",)),
+    ("latency_vs_load", ("latency",)),
+    ("latency_cdf", ("latency",)),
+    ("scaling_latency", ("scaling",)),
+    ("nagle_effect", ("nagle",)),
+    ("slow_consumer", ("slow-consumer",)),
+    ("ours_vs_textbook", ("capacity", "latency", "slow-consumer")),
+]
+
+
+@pytest.mark.parametrize("function, inputs", FIGURES, ids=[name for name, _ in FIGURES])
+def test_plots_render_reproducibly_from_stored_results(stored, tmp_path, function, inputs):
+    draw = getattr(plots, function)
+    for suffix in ("svg", "png"):
+        first = plots.save(draw(*[load(stored, name) for name in inputs]), tmp_path / f"a.{suffix}")
+        second = plots.save(draw(*[load(stored, name) for name in inputs]), tmp_path / f"b.{suffix}")
+        assert first.stat().st_size > 1000
+        assert first.read_bytes() == second.read_bytes()  # same data, same bytes
+    assert b"<dc:date>" not in (tmp_path / "a.svg").read_bytes()
+
+
+def test_bench_command_line_writes_results_and_figures(tmp_path):
+    result = subprocess.run(python_command("bench", "nagle", "--quick", "--out", str(tmp_path), "--csv", "--plot"),
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert {path.name for path in tmp_path.iterdir()} == {"nagle.json", "nagle.csv", "nagle.svg"}
+    assert "TCP_NODELAY" in result.stdout
+    assert json.loads((tmp_path / "nagle.json").read_text())["command"] == "python -m chat bench nagle --quick"
