@@ -258,13 +258,34 @@ def ceiling(mode: Mode, step: Step | None = None) -> dict:
     ])
 
 
-SCENARIOS: dict[str, Callable[[Mode, Step | None], dict]] = {
+def soak(mode: Mode, step: Step | None = None, seconds: float | None = None) -> dict:
+    """A long mixed load with churn (see :mod:`chat.soak`): no loss, no growth."""
+    from chat.soak import run_soak
+
+    seconds = seconds or (10.0 if mode is QUICK else 60.0)
+    report = run_soak(seconds, step=step)
+    rss, threads = report["rss_after_warm_up_bytes"], report["threads_after_warm_up"]
+    result = _scenario("soak", mode, [], [
+        _target("messages lost by steady users", report["lost_total"], "==", 0),
+        _target("unexpected errors in the server", report["server_errors"], "==", 0),
+        _target("churn actions the server failed", sum(report["churn_failed"].values()), "==", 0),
+        _target("churn actions done", sum(report["churn_done"].values()), "info", None),
+        _target("server RSS growth after warm-up (MiB)", round((rss["last"] - rss["first"]) / 2**20, 1), "<=", 5.0),
+        _target("server threads at window ends, growth after warm-up", threads["max"] - threads["first"], "<=", 4),
+    ])
+    result["soak"] = report
+    result["command"] = f"python -m chat bench soak --seconds {seconds:g}"
+    return result
+
+
+SCENARIOS: dict[str, Callable[..., dict]] = {
     "ceiling": ceiling,
     "capacity": capacity,
     "latency": latency,
     "scaling": scaling,
     "nagle": nagle,
     "slow-consumer": slow_consumer,
+    "soak": soak,
 }
 
 
@@ -323,10 +344,11 @@ def _scenario(name: str, mode: Mode, runs: list[dict], targets: list[dict]) -> d
     }
 
 
-def run_scenario(name: str, mode: str = "quick", step: Step | None = None) -> dict:
+def run_scenario(name: str, mode: str = "quick", step: Step | None = None, **options) -> dict:
+    """Run one scenario; ``options`` go to it (the soak takes ``seconds``)."""
     if name not in SCENARIOS:
         raise KeyError(f"unknown scenario {name!r}; choose from {', '.join(SCENARIOS)}")
-    return SCENARIOS[name](MODES[mode], step)
+    return SCENARIOS[name](MODES[mode], step, **options)
 
 
 def save(result: dict, out_dir: Path, write_csv: bool = False) -> list[Path]:
@@ -338,7 +360,7 @@ def save(result: dict, out_dir: Path, write_csv: bool = False) -> list[Path]:
     if write_csv:
         csv_path = out_dir / f"{result['scenario']}.csv"
         with csv_path.open("w", newline="", encoding="utf-8") as handle:
-            rows = [flatten(run) for run in result["runs"]]
+            rows = [flatten(run) for run in result["runs"] or result.get("soak", {}).get("windows", [])]
             columns = list(dict.fromkeys(column for row in rows for column in row))  # every row's, in order
             writer = csv.DictWriter(handle, fieldnames=columns, restval="")
             writer.writeheader()

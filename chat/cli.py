@@ -180,6 +180,8 @@ def _add_bench(commands) -> None:
     parser.add_argument("--out", default="results", help="folder for the results (default: results)")
     parser.add_argument("--csv", action="store_true", help="also write SCENARIO.csv")
     parser.add_argument("--plot", action="store_true", help="also draw the scenario's figures (SVG) into --out")
+    parser.add_argument("--seconds", type=float, default=None,
+                        help="soak only: how long to run (default 10 with --quick, 60 with --full)")
     parser.set_defaults(run=_run_bench)
 
 
@@ -198,7 +200,8 @@ def _run_bench(args: argparse.Namespace) -> int:
                 bar.update(0 if bar.postfix is None else 1)
                 bar.set_postfix_str(label)
 
-            result = bench.run_scenario(name, args.mode, step)
+            options = {"seconds": args.seconds} if name == "soak" and args.seconds else {}
+            result = bench.run_scenario(name, args.mode, step, **options)
             bar.update(1)
         for path in bench.save(result, out, args.csv):
             print(f"wrote {path}")

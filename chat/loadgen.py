@@ -59,7 +59,7 @@ class LoadConfig:
     alphabet: str = "cyrillic"  # padding letters: "cyrillic" (2 bytes each) or "ascii"
     stalled_users: int = 0  # users that register and then never read
     external_senders: int = 0  # senders outside the generator (the blaster's), `messages` each
-    name_prefix: str = "u"
+    name_prefix: str = "u"  # no other user may have a name that starts with it (lines are counted by it)
     connect_timeout_s: float = 10.0
     drain_idle_s: float = 1.0  # after sending, stop when nothing has moved for this long
     max_duration_s: float = 60.0  # hard stop, whatever happens
@@ -96,6 +96,7 @@ class LoadResult:
     duplicated: int
     out_of_order: int
     garbled: int  # lines that were not a whole message (the textbook server merges and splits)
+    foreign: int  # messages from users outside this load (ignored)
     duration_s: float  # from the start to the last delivery
     deliveries_per_s: float
     first_delivery_s: float  # from the start to the first delivery
@@ -116,6 +117,7 @@ class LoadResult:
 def plan_groups(address: tuple, config: LoadConfig, groups: int) -> list[GroupPlan]:
     """Share the users among ``groups``: senders are the first users, stalled ones the last."""
     names = [f"{config.name_prefix}{i}" for i in range(config.users)]
+    senders = frozenset(names[: config.sender_count]) | frozenset(external_sender_names(config))
     stalled_from = config.users - config.stalled_users
     plans = []
     for group in range(groups):
@@ -136,6 +138,8 @@ def plan_groups(address: tuple, config: LoadConfig, groups: int) -> list[GroupPl
             drain_idle_s=config.drain_idle_s,
             max_duration_s=config.max_duration_s,
             stop_when_complete=config.stop_when_complete,
+            sender_names=senders,
+            line_starts=tuple(f"<{prefix}".encode() for prefix in _name_prefixes(config)),
         ))
     return [plan for plan in plans if plan.names]
 
@@ -188,6 +192,7 @@ def merge(config: LoadConfig, results: list[GroupResult], start_ns: int) -> Load
         config=config,
         delivered=delivered,
         garbled=sum(result.garbled for result in results),
+        foreign=sum(result.foreign for result in results),
         duration_s=duration_s,
         deliveries_per_s=delivered / duration_s if duration_s > 0 else 0.0,
         first_delivery_s=max(0.0, (min(firsts) - start_ns) / 1e9) if firsts else 0.0,
@@ -200,6 +205,10 @@ def merge(config: LoadConfig, results: list[GroupResult], start_ns: int) -> Load
         latency_samples_ms=stats.subsample(latencies_ms, KEEP_SAMPLES),
         **total,
     )
+
+
+def _name_prefixes(config: LoadConfig) -> list[str]:
+    return [config.name_prefix] + (["fake"] if config.external_senders else [])
 
 
 def external_sender_names(config: LoadConfig) -> list[str]:

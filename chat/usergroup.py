@@ -114,6 +114,8 @@ class GroupPlan:
     drain_idle_s: float
     max_duration_s: float
     stop_when_complete: bool
+    sender_names: frozenset[str] = frozenset()  # every sender of this load; others' messages are foreign
+    line_starts: tuple[bytes, ...] = (b"<",)  # how this load's chat lines start (a name prefix no one else uses)
 
 
 @dataclass
@@ -134,6 +136,7 @@ class GroupResult:
     latencies_us: array = field(default_factory=lambda: array("d"))
     send_lag_us: array = field(default_factory=lambda: array("d"))
     garbled: int = 0  # lines that were not a whole load message
+    foreign: int = 0  # chat messages from users outside this load (they are not counted)
     receivers: int = 0
     receivers_closed: list[str] = field(default_factory=list)  # the server closed them
     first_delivery_ns: int = 0
@@ -361,8 +364,9 @@ class UserGroup:
 
     def _store(self, user: _User, arrived_ns: int, data: bytes) -> None:
         user.chunks.append((arrived_ns, data))
-        # Chat lines start with "<": counting them needs no parsing.
-        self._received_lines += data.count(b"\n<") + (user.ends_line and data[:1] == b"<")
+        # This load's chat lines start with "<" and its name prefix: counting them needs no parsing.
+        for start in self.plan.line_starts:
+            self._received_lines += data.count(b"\n" + start) + (user.ends_line and data.startswith(start))
         self._received_any_lines += data.count(b"\n")
         user.ends_line = data[-1:] == b"\n"
 
@@ -399,12 +403,16 @@ class UserGroup:
         size, alphabet, messages = self.plan.message_bytes, self.plan.alphabet, self.plan.messages
         per_sender: dict[str, _SenderTrack] = {}
         latencies = result.latencies_us
+        known = self.plan.sender_names
         for arrived_ns, data in user.chunks:
             delivered_here = False
             for line in decoder.feed(data):
                 event = protocol.parse_event(line) if type(line) is str else protocol.Unparsed("")
                 if type(event) is not protocol.ChatMessage:
                     result.garbled += type(event) is protocol.Unparsed
+                    continue
+                if event.sender not in known:
+                    result.foreign += 1
                     continue
                 parsed = parse_message_text(event.text, size, alphabet)
                 if parsed is None or parsed[0] >= messages:

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from chat.server import ChatServer
 from tests.helpers import RawClient
 
 THREAD_EXIT_TIMEOUT_S = 5.0
+
+# CI sees the same examples every run (a red build is then reproducible);
+# HYPOTHESIS_PROFILE=dev explores far more, with fresh random examples.
+settings.register_profile("ci", derandomize=True, deadline=None, max_examples=200,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("dev", deadline=None, max_examples=3000, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 @pytest.fixture(autouse=True)

@@ -23,7 +23,8 @@ def stored(tmp_path_factory):
     """Run every scenario in quick mode once and save it; tests read the saved files back."""
     folder = tmp_path_factory.mktemp("results")
     for name in bench.SCENARIOS:
-        bench.save(bench.run_scenario(name, "quick"), folder, write_csv=True)
+        options = {"seconds": 6} if name == "soak" else {}
+        bench.save(bench.run_scenario(name, "quick", **options), folder, write_csv=True)
     return folder
 
 
@@ -36,10 +37,11 @@ def load(stored, name):
 def test_quick_mode_runs_and_is_saved_as_json_and_csv(stored, name):
     result = load(stored, name)
     assert result["scenario"] == name and result["mode"] == "quick"
-    assert result["runs"] and result["targets"]
+    assert result["targets"]
     assert result["machine"]["cpus"] >= 1
     header = (stored / f"{name}.csv").read_text(encoding="utf-8").splitlines()[0]
     assert "latency_ms.p99" in header and "latency_samples_ms" not in header
+    assert result["runs"] or name == "soak"
     for run in result["runs"]:
         if run["server"] in ("ours", "blaster"):
             assert (run["lost"], run["duplicated"], run["out_of_order"], run["garbled"]) == (0, 0, 0, 0), run["users"]
@@ -58,6 +60,15 @@ def test_slow_consumer_is_dropped_and_freezes_the_textbook_server(stored):
     assert all(run["sendq_peak_bytes"] <= 1 << 20 for run in ours_stalled)
     naive_stalled = bench.matching(runs, server="naive", stalled_users=1)
     assert all(run["lost"] > 0 for run in naive_stalled)
+
+
+def test_soak_loses_nothing_and_the_server_meets_every_churn_action(stored):
+    result = load(stored, "soak")
+    report = result["soak"]
+    assert report["lost_total"] == 0 and report["server_errors"] == 0
+    assert report["churn_failed"] == {}
+    assert sum(report["churn_done"].values()) > 20
+    assert len(report["windows"]) >= 2
 
 
 def test_targets_are_reported_with_values(stored):

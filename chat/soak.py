@@ -1,0 +1,210 @@
+"""The soak test: a long mixed load with churn, watching for loss and for leaks.
+
+``python -m chat bench soak --seconds N`` runs, against a server with its
+default limits (flood control on):
+
+- **steady users** that send at a fixed rate, measured in consecutive windows
+  (each window is one load-generator run: they connect, talk and leave);
+- **churn**, one action after another from a seeded list: users who join,
+  talk and quit, or vanish mid-line, or never register, or send garbage,
+  overlong lines, bad names, or stop reading for a while.
+
+Per window it reports the steady users' losses and latency, and the server's
+RSS and threads; over the whole run, the churn actions by kind and the
+server's unexpected errors.
+"""
+
+from __future__ import annotations
+
+import random
+import socket
+import struct
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+
+from chat import protocol
+from chat.harness import ProcessSampler, ServerProcess, read_proc_status
+from chat.loadgen import LoadConfig, run_load
+
+STEADY_USERS = 20
+STEADY_RATE_PER_S = 100.0  # 5 lines/s per user, within the default flood limit of 10
+CHURN_TIMEOUT_S = 5.0
+WARM_UP_WINDOWS = 1
+
+
+def _connect(address: tuple, rcvbuf_bytes: int | None = None) -> socket.socket:
+    sock = socket.socket(socket.AF_INET)
+    sock.settimeout(CHURN_TIMEOUT_S)
+    if rcvbuf_bytes:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf_bytes)
+    sock.connect(address)
+    return sock
+
+
+def _read_until(sock: socket.socket, marker: bytes) -> bytes:
+    received = b""
+    while marker not in received:
+        data = sock.recv(65536)
+        if not data:
+            break
+        received += data
+    return received
+
+
+def _register(address: tuple, name: str, **options) -> socket.socket:
+    sock = _connect(address, **options)
+    sock.sendall(protocol.encode_line(name))
+    if b"= welcome: " not in _read_until(sock, b"= welcome: "):
+        raise ConnectionError(f"{name} was not welcomed")
+    return sock
+
+
+def _reset(sock: socket.socket) -> None:
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+
+
+# Each churn action is one misbehaving (or well-behaved) user, start to finish.
+
+def polite(address, name, rng):
+    sock = _register(address, name)
+    for i in range(rng.randint(1, 3)):
+        sock.sendall(protocol.encode_line(f"привет {i} от {name}"))
+    sock.sendall(b"/quit bye\n")
+    _read_until(sock, b"= bye")
+    sock.close()
+
+
+def vanish_mid_line(address, name, rng):
+    sock = _register(address, name)
+    sock.sendall("недописанная стро".encode())
+    _reset(sock)
+
+
+def never_register(address, name, rng):
+    sock = _connect(address)
+    _read_until(sock, b"\n")
+    sock.close()
+
+
+def garbage(address, name, rng):
+    sock = _register(address, name)
+    sock.sendall(bytes(rng.randrange(256) for _ in range(rng.randint(1, 2000))) + b"\n")
+    sock.close()
+
+
+def overlong_line(address, name, rng):
+    sock = _register(address, name)
+    sock.sendall(b"z" * 20_000 + b"\n")
+    _read_until(sock, b"! line-too-long")
+    sock.close()
+
+
+def bad_names(address, name, rng):
+    sock = _connect(address)
+    for bad in ("", "два слова", "\x1b[31mred", "a" * 50, "rtl\u202e"):
+        sock.sendall(protocol.encode_line(bad))
+        _read_until(sock, b"! name-")
+    sock.close()
+
+
+def nick_changes(address, name, rng):
+    sock = _register(address, name)
+    sock.sendall(protocol.encode_line(f"/nick {name}x"))
+    sock.sendall(b"/who\n")
+    _read_until(sock, b"= who: ")
+    sock.close()
+
+
+def stop_reading(address, name, rng):
+    sock = _register(address, name, rcvbuf_bytes=4096)
+    time.sleep(rng.uniform(0.2, 1.0))  # a user who looks away for a moment
+    sock.close()
+
+
+CHURN_ACTIONS: dict[str, Callable] = {
+    action.__name__: action
+    for action in (polite, vanish_mid_line, never_register, garbage, overlong_line, bad_names, nick_changes, stop_reading)
+}
+
+
+class Churn:
+    """Runs churn actions one after another in a background thread until stopped."""
+
+    def __init__(self, address: tuple, seed: int = 0) -> None:
+        self.address = address
+        self.rng = random.Random(seed)
+        self.done: Counter[str] = Counter()
+        self.failed: Counter[str] = Counter()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="soak-churn", daemon=True)
+
+    def _run(self) -> None:
+        count = 0
+        while not self._stop.is_set():
+            name, action = self.rng.choice(sorted(CHURN_ACTIONS.items()))
+            count += 1
+            try:
+                action(self.address, f"ч{count}", self.rng)
+                self.done[name] += 1
+            except OSError:
+                self.failed[name] += 1
+
+    def __enter__(self) -> Churn:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._stop.set()
+        self._thread.join(CHURN_TIMEOUT_S * 2)
+
+
+def run_soak(seconds: float, window_s: float = 5.0, seed: int = 0, step: Callable[[str], None] | None = None) -> dict:
+    """Soak a server for about ``seconds``; return the windows and the verdicts."""
+    window_s = min(window_s, seconds / 4)  # at least four windows, to see a trend
+    windows_total = max(4, round(seconds / window_s))
+    messages = max(1, round(STEADY_RATE_PER_S * window_s / STEADY_USERS))
+    config = LoadConfig(users=STEADY_USERS, messages=messages, rate_per_s=STEADY_RATE_PER_S,
+                        drain_idle_s=1.0, max_duration_s=window_s * 3 + 10)
+    windows = []
+    started = time.monotonic()
+    with ServerProcess("ours", max_clients=200) as server, ProcessSampler(server.pid, interval_s=0.1) as sampler:
+        with Churn(server.address, seed) as churn:
+            for index in range(windows_total):
+                if step is not None:
+                    step(f"soak: window {index + 1} of {windows_total}")
+                result = run_load(server.address, config)
+                status = read_proc_status(server.pid)
+                windows.append({
+                    "t_s": round(time.monotonic() - started, 2),
+                    "expected": result.expected, "lost": result.lost, "duplicated": result.duplicated,
+                    "out_of_order": result.out_of_order, "garbled": result.garbled, "foreign": result.foreign,
+                    "latency_ms": {k: round(v, 4) for k, v in result.latency_ms.items()},
+                    "server_rss_bytes": status.get("VmRSS", 0), "server_threads": status.get("Threads", 0),
+                })
+        counters = server.stats()
+    return _report(seconds, window_s, windows, churn, counters, sampler)
+
+
+def _report(seconds, window_s, windows, churn, counters, sampler) -> dict:
+    settled = windows[WARM_UP_WINDOWS:] or windows
+    rss = [window["server_rss_bytes"] for window in settled]
+    threads = [window["server_threads"] for window in settled]
+    return {
+        "seconds": seconds,
+        "window_s": window_s,
+        "steady_users": STEADY_USERS,
+        "steady_rate_per_s": STEADY_RATE_PER_S,
+        "windows": windows,
+        "churn_done": dict(sorted(churn.done.items())),
+        "churn_failed": dict(sorted(churn.failed.items())),
+        "server_errors": counters.get("errors", 0),
+        "server_connections": counters.get("connections_total", 0),
+        "server_leaves": counters.get("leaves", {}),
+        "lost_total": sum(window["lost"] for window in windows),
+        "rss_after_warm_up_bytes": {"first": rss[0], "last": rss[-1], "max": max(rss)},
+        "threads_after_warm_up": {"first": threads[0], "last": threads[-1], "max": max(threads)},
+        "rss_samples": [(round(s.t_s, 1), s.rss_bytes, s.threads) for s in sampler.samples[::10]],
+    }
