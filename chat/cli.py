@@ -35,13 +35,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_client(commands)
     _add_demo(commands)
     _add_bench(commands)
+    _add_udp_server(commands)
+    _add_udp_client(commands)
     return parser
 
 
-def _add_network(parser: argparse.ArgumentParser, port: int = DEFAULT_PORT) -> None:
+def _add_network(parser: argparse.ArgumentParser, port: int = DEFAULT_PORT, transport: str = "TCP") -> None:
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to use (default 127.0.0.1; 0.0.0.0 opens the server to your network)")
-    parser.add_argument("--port", type=int, default=port, help=f"TCP port (default {port}; 0 picks a free one)")
+    parser.add_argument("--port", type=int, default=port, help=f"{transport} port (default {port}; 0 picks a free one)")
 
 
 # -- server ------------------------------------------------------------------------
@@ -89,8 +91,13 @@ def _run_server(args: argparse.Namespace) -> int:
         print(f"can't start the server on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 2
     host, port = server.server_address
-    print(f"chat server on {host}:{port}; connect with `python -m chat client --port {port}` "
-          f"or `nc {host} {port}`; Ctrl+C stops it", flush=True)
+    return serve_until_stopped(server, f"chat server on {host}:{port}; connect with "
+                                       f"`python -m chat client --port {port}` or `nc {host} {port}`; Ctrl+C stops it")
+
+
+def serve_until_stopped(server, banner: str) -> int:
+    """Print the banner, serve until Ctrl+C or SIGTERM, stop cleanly; exit code 0."""
+    print(banner, flush=True)
     with stop_on_sigterm():
         try:
             server.serve_forever()
@@ -125,7 +132,7 @@ def _add_client(commands) -> None:
                                              "/quit, Ctrl+D or Ctrl+C leave.")
     parser.add_argument("name", nargs="?", help="your name (asked for if missing)")
     _add_network(parser)
-    parser.set_defaults(run=lambda args: _run_client(args))
+    parser.set_defaults(run=_run_client)
 
 
 def _run_client(args: argparse.Namespace) -> int:
@@ -231,3 +238,62 @@ def draw_scenario(result: dict, out) -> list:
         "slow-consumer": [("slow-consumer", plots.slow_consumer)],
     }
     return [plots.save(draw(result), out / f"{name}.svg") for name, draw in drawings.get(result["scenario"], [])]
+
+
+# -- UDP ---------------------------------------------------------------------------------------------
+
+
+def _add_udp_server(commands) -> None:
+    from chat import protocol
+    from chat.udp import DEFAULT_UDP_PORT, MEMBER_TIMEOUT_S
+
+    parser = commands.add_parser("udp-server", help="run the UDP chat server until Ctrl+C",
+                                 description="Run the UDP chat server until Ctrl+C or SIGTERM (exit code 0). "
+                                             "Clients join with /join NAME; nc -u works.")
+    _add_network(parser, DEFAULT_UDP_PORT, "UDP")
+    parser.add_argument("--member-timeout", type=float, default=MEMBER_TIMEOUT_S, metavar="SECONDS",
+                        help=f"drop a member silent for this long (default {MEMBER_TIMEOUT_S:g})")
+    parser.add_argument("--max-payload", type=int, default=protocol.MAX_DATAGRAM_BYTES, metavar="BYTES",
+                        help=f"largest datagram accepted or relayed (default {protocol.MAX_DATAGRAM_BYTES})")
+    parser.add_argument("--max-members", type=int, default=500, metavar="N", help="members at once (default 500)")
+    parser.add_argument("--drop", type=float, default=0.0, metavar="P",
+                        help="experiments: drop each relayed message with probability P (default 0)")
+    parser.add_argument("--delay-ms", type=float, default=0.0, help="experiments: delay relayed messages (default 0)")
+    parser.add_argument("--jitter-ms", type=float, default=0.0,
+                        help="experiments: add a random 0..J ms to the delay, which reorders (default 0)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the drop and jitter choices (default 0)")
+    parser.set_defaults(run=_run_udp_server)
+
+
+def _run_udp_server(args: argparse.Namespace) -> int:
+    from chat.udp import Faults, UDPChatServer
+
+    try:
+        faults = Faults(drop=args.drop, delay_s=args.delay_ms / 1000, jitter_s=args.jitter_ms / 1000, seed=args.seed)
+        server = UDPChatServer(args.host, args.port, member_timeout_s=args.member_timeout,
+                               max_payload_bytes=args.max_payload, max_members=args.max_members, faults=faults)
+    except (OSError, ValueError) as exc:
+        print(f"can't start the UDP server on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 2
+    host, port = server.server_address
+    return serve_until_stopped(server, f"UDP chat server on {host}:{port}; connect with `python -m chat "
+                                       f"udp-client --port {port}` or `nc -u {host} {port}` (then /join NAME); "
+                                       f"Ctrl+C stops it")
+
+
+def _add_udp_client(commands) -> None:
+    from chat.udp import DEFAULT_UDP_PORT
+
+    parser = commands.add_parser("udp-client", help="chat from this terminal over UDP",
+                                 description="Chat over UDP from this terminal. /help lists the commands; "
+                                             "/quit, Ctrl+D or Ctrl+C leave.")
+    parser.add_argument("name", nargs="?", help="your name (asked for if missing)")
+    _add_network(parser, DEFAULT_UDP_PORT, "UDP")
+    parser.set_defaults(run=_run_udp_client)
+
+
+def _run_udp_client(args: argparse.Namespace) -> int:
+    from chat.console import run
+    from chat.udp import UDPChatClient
+
+    return run(args.host, args.port, args.name, UDPChatClient)

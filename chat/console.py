@@ -109,8 +109,12 @@ class TerminalConsole:
         self._patch.__exit__(None, None, None)
 
 
-def run(host: str, port: int, name: str | None) -> int:
-    """Chat until the user quits or the server goes away; returns the exit code."""
+def run(host: str, port: int, name: str | None, client_class: type = ChatClient) -> int:
+    """Chat until the user quits or the server goes away; returns the exit code.
+
+    ``client_class`` is :class:`~chat.client.ChatClient` (TCP) or
+    :class:`~chat.udp.UDPChatClient`: the console is the same.
+    """
     console = TerminalConsole() if sys.stdin.isatty() and sys.stdout.isatty() else PipeConsole()
     gone = threading.Event()
 
@@ -123,7 +127,7 @@ def run(host: str, port: int, name: str | None) -> int:
             console.show(event)
 
     client_is_closing = threading.Event()
-    client = ChatClient(timeout_s=10.0, on_event=on_event)
+    client = client_class(timeout_s=10.0, on_event=on_event)
     try:
         try:
             client.open((host, port))
@@ -155,6 +159,9 @@ def _register(client: ChatClient, console, name: str | None) -> bool:
             console.note(f"! {exc.code}: {exc.text}")
             name = None
             continue
+        except TimeoutError as exc:
+            console.note(f"no answer from the server: {exc}")
+            return False
         except (OSError, ConnectionError) as exc:
             console.note(f"the server closed the connection: {exc}")
             return False

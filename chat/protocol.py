@@ -26,6 +26,13 @@ Client to server
         /me TEXT            an action ("* Алиса waves")
         /quit [TEXT]        leave, with an optional reason
 
+Over UDP (:mod:`chat.udp`) one datagram carries one line, optionally after a
+sequence number, ``#SEQ LINE``: a client numbers its chat messages and
+actions, and the server passes the number on with the relayed line, so a
+receiver can count what was lost, duplicated or reordered.  A UDP client
+starts with ``/join NAME`` instead of a bare name, sends ``/ping`` as a
+heartbeat (the server answers ``= pong:``), and ``/quit`` to leave.
+
 Server to client: one grammar for every line::
 
     kind            line                          example
@@ -596,3 +603,56 @@ def format_command(command: Command) -> str:
         case Empty():
             return ""
     raise TypeError(f"not a command a client can send: {command!r}")
+
+
+# ---------------------------------------------------------------------------
+# Datagrams (UDP): one line each, perhaps numbered
+# ---------------------------------------------------------------------------
+
+MAX_DATAGRAM_BYTES = 1200  # below a typical path MTU (1280 for IPv6), so nothing is fragmented
+_SEQUENCE = re.compile(r"#(\d{1,18}) ")
+
+
+@dataclass(frozen=True, slots=True)
+class Join:
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    pass
+
+
+def encode_datagram(line: str, seq: int | None = None) -> bytes:
+    """One line as a datagram, numbered if ``seq`` is given.
+
+    >>> encode_datagram("<bob> hi", 7)
+    b'#7 <bob> hi'
+    """
+    return (line if seq is None else f"#{seq} {line}").encode(ENCODING)
+
+
+def decode_datagram(data: bytes) -> tuple[int | None, str]:
+    """``(seq or None, line)`` from a datagram; a trailing line break (``nc -u``) is dropped.
+
+    >>> decode_datagram("#7 привет\\n".encode())
+    (7, 'привет')
+    """
+    text = data.decode(ENCODING, "replace")
+    if text.endswith("\n"):
+        text = text[:-2] if text.endswith("\r\n") else text[:-1]
+    match = _SEQUENCE.match(text)
+    if match is None:
+        return None, text
+    return int(match[1]), text[match.end():]
+
+
+def parse_datagram_command(line: str) -> Command | Join | Ping:
+    """Like :func:`parse_command`, plus the UDP-only ``/join NAME`` and ``/ping``."""
+    word, _, rest = line.partition(" ")
+    verb = word.lower()
+    if verb == "/join":
+        return Join(rest)  # an empty or bad name is refused like any other
+    if verb == "/ping":
+        return Ping()
+    return parse_command(line)

@@ -65,3 +65,45 @@ def ecdf(samples: Sequence[float]) -> tuple[list[float], list[float]]:
     ordered = sorted(samples)
     count = len(ordered)
     return ordered, [(i + 1) / count for i in range(count)]
+
+
+class SequenceTracker:
+    """Counts one sender's sequence numbers as they arrive at one receiver.
+
+    >>> tracker = SequenceTracker()
+    >>> [tracker.record(seq) for seq in (0, 1, 3, 2, 3)]
+    [True, True, True, True, False]
+    >>> tracker.received, tracker.duplicated, tracker.out_of_order, tracker.missing()
+    (4, 1, 1, 0)
+    """
+
+    __slots__ = ("seen", "highest", "lowest", "received", "duplicated", "out_of_order")
+
+    def __init__(self) -> None:
+        self.seen: set[int] = set()
+        self.highest = -1
+        self.lowest: int | None = None
+        self.received = 0
+        self.duplicated = 0
+        self.out_of_order = 0
+
+    def record(self, seq: int) -> bool:
+        """Count one arrival; True if it is the first time this number arrived."""
+        if seq in self.seen:
+            self.duplicated += 1
+            return False
+        self.seen.add(seq)
+        self.received += 1
+        if self.lowest is None or seq < self.lowest:
+            self.lowest = seq
+        if seq < self.highest:
+            self.out_of_order += 1
+        else:
+            self.highest = seq
+        return True
+
+    def missing(self) -> int:
+        """Numbers not (yet) arrived between the lowest and the highest seen: the gaps."""
+        if self.lowest is None:
+            return 0
+        return self.highest - self.lowest + 1 - self.received

@@ -23,6 +23,7 @@ from array import array
 from dataclasses import dataclass, field
 
 from chat import protocol
+from chat.stats import SequenceTracker
 
 RECV_BYTES = 256 * 1024
 SELECT_MAX_FD = 1000  # select() handles descriptors below FD_SETSIZE (1024) only
@@ -401,7 +402,7 @@ class UserGroup:
     def _analyze(self, user: _User, result: GroupResult) -> None:
         decoder = protocol.LineDecoder(1 << 20)
         size, alphabet, messages = self.plan.message_bytes, self.plan.alphabet, self.plan.messages
-        per_sender: dict[str, _SenderTrack] = {}
+        per_sender: dict[str, SequenceTracker] = {}
         latencies = result.latencies_us
         known = self.plan.sender_names
         for arrived_ns, data in user.chunks:
@@ -420,7 +421,7 @@ class UserGroup:
                     continue
                 track = per_sender.get(event.sender)
                 if track is None:
-                    track = per_sender[event.sender] = _SenderTrack()
+                    track = per_sender[event.sender] = SequenceTracker()
                 if track.record(parsed[0]):
                     latencies.append((arrived_ns - parsed[1]) / 1e3)
                     delivered_here = True
@@ -429,28 +430,4 @@ class UserGroup:
                 if not result.first_delivery_ns or arrived_ns < result.first_delivery_ns:
                     result.first_delivery_ns = arrived_ns
         for sender, track in per_sender.items():
-            result.pairs[(user.name, sender)] = track.count
-
-
-class _SenderTrack:
-    """The sequence numbers one receiver got from one sender, in order of arrival."""
-
-    __slots__ = ("seen", "highest", "count")
-
-    def __init__(self) -> None:
-        self.seen: set[int] = set()
-        self.highest = -1
-        self.count = PairCount()
-
-    def record(self, seq: int) -> bool:
-        """Count one arrival; True if it is the first time this message arrived."""
-        if seq in self.seen:
-            self.count.duplicated += 1
-            return False
-        self.seen.add(seq)
-        self.count.delivered += 1
-        if seq < self.highest:
-            self.count.out_of_order += 1
-        else:
-            self.highest = seq
-        return True
+            result.pairs[(user.name, sender)] = PairCount(track.received, track.duplicated, track.out_of_order)

@@ -1,0 +1,262 @@
+"""The UDP variant: joins, relays, expiry, limits, sequence counting, injected faults, the CLI."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+
+import pytest
+
+from chat import protocol
+from chat.clientbase import Disconnected, NameRefused
+from chat.protocol import Action, ChatMessage, Error, Joined, LeaveReason, Left, PrivateMessage, Renamed, Reply
+from chat.stats import SequenceTracker
+from chat.terminal import python_command
+from chat.udp import Faults, UDPChatServer, connect
+from tests.helpers import wait_until
+
+TIMEOUT_S = 5.0
+
+
+@pytest.fixture
+def start_udp():
+    servers = []
+
+    def start(**options) -> UDPChatServer:
+        servers.append(UDPChatServer(**options).start())
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.stop()
+        assert server.stats().errors == 0
+
+
+@pytest.fixture
+def udp(start_udp):
+    return start_udp()
+
+
+@pytest.fixture
+def clients():
+    opened = []
+
+    def open_client(address, name, **options):
+        opened.append(connect(address, name, **options))
+        return opened[-1]
+
+    yield open_client
+    for client in opened:
+        client.close()
+
+
+class RawDatagrams:
+    """A bare UDP socket, as `nc -u` would be."""
+
+    def __init__(self, address) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.settimeout(TIMEOUT_S)
+        self.sock.connect(address)
+
+    def send(self, line: str, seq: int | None = None) -> None:
+        self.sock.send(protocol.encode_datagram(line, seq))
+
+    def event(self):
+        return protocol.parse_event(protocol.decode_datagram(self.sock.recv(65536))[1])
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture
+def raw():
+    opened = []
+
+    def open_raw(address) -> RawDatagrams:
+        opened.append(RawDatagrams(address))
+        return opened[-1]
+
+    yield open_raw
+    for sock in opened:
+        sock.close()
+
+
+def test_join_relay_and_leave(udp, clients):
+    alice = clients(udp.server_address, "Алиса")
+    bob = clients(udp.server_address, "bob")
+    assert alice.wait_for(Joined) == Joined("bob")
+    bob.say("привет по UDP")
+    bob.me("машет")
+    assert alice.wait_for(ChatMessage) == ChatMessage("bob", "привет по UDP")
+    assert alice.wait_for(Action) == Action("bob", "машет")
+    bob.quit("пока")
+    assert alice.wait_for(Left) == Left("bob", LeaveReason.QUIT, "пока")
+    assert udp.users() == ["Алиса"]
+
+
+def test_who_msg_and_nick(udp, clients):
+    alice = clients(udp.server_address, "Алиса")
+    bob = clients(udp.server_address, "bob")
+    assert bob.who() == ["bob", "Алиса"]
+    bob.msg("АЛИСА", "только тебе")
+    assert alice.wait_for(PrivateMessage) == PrivateMessage("bob", "только тебе")
+    bob.nick("Боб")
+    assert alice.wait_for(Renamed) == Renamed("bob", "Боб")
+    assert bob.wait_for(Renamed) and bob.name == "Боб"
+
+
+def test_members_that_go_silent_expire(start_udp, clients):
+    server = start_udp(member_timeout_s=0.4)
+    alive = clients(server.server_address, "alive", heartbeat_s=0.1)
+    silent = clients(server.server_address, "silent", heartbeat_s=60)  # never pings in time
+    assert alive.wait_for(lambda e: isinstance(e, Left), TIMEOUT_S) == Left("silent", LeaveReason.TIMED_OUT)
+    assert server.users() == ["alive"]  # the heartbeats kept the other one in
+    silent.say("anyone?")
+    error = silent.wait_for(Error)
+    assert error.code == protocol.NOT_JOINED
+
+
+def test_name_rules_are_the_same_as_over_tcp(udp, clients):
+    clients(udp.server_address, "alice")
+    for name, code in (("ALICE", protocol.NAME_TAKEN), ("аlice", protocol.NAME_TAKEN), ("two words", protocol.NAME_INVALID),
+                       ("x" * 40, protocol.NAME_INVALID), ("", protocol.NAME_INVALID)):
+        with pytest.raises(NameRefused) as refused:
+            connect(udp.server_address, name, timeout_s=2)
+        assert refused.value.code == code
+
+
+def test_unknown_sender_gets_an_error(udp, raw):
+    stranger = raw(udp.server_address)
+    stranger.send("hello?")
+    assert stranger.event() == Error(protocol.NOT_JOINED, "send /join NAME first")
+
+
+def test_oversized_datagram_gets_an_error_and_is_not_relayed(start_udp, clients, raw):
+    server = start_udp(max_payload_bytes=200)
+    alice = clients(server.server_address, "alice")
+    bob = raw(server.server_address)
+    bob.send("/join bob")
+    assert bob.event().topic == "welcome"
+    bob.send("ж" * 150)  # 300 bytes
+    error = bob.event()
+    assert error.code == protocol.TOO_LONG and "200" in error.text
+    bob.send("x" * 197)  # fits, but with "<bob> " in front it would not
+    assert bob.event().code == protocol.TOO_LONG
+    bob.send("short")
+    assert alice.wait_for(ChatMessage) == ChatMessage("bob", "short")
+
+
+def test_sequence_gaps_duplicates_and_reordering_are_counted(udp, clients, raw):
+    alice = clients(udp.server_address, "alice")
+    bob = raw(udp.server_address)
+    bob.send("/join bob")
+    assert bob.event().topic == "welcome"
+    for seq in (0, 1, 3, 3, 2, 5, 6):  # 4 never comes, 3 twice, 2 late
+        bob.send(f"message {seq}", seq)
+    wait_until(lambda: alice.sequence_stats().get("bob", {}).get("received") == 6)
+    assert alice.sequence_stats()["bob"] == {"received": 6, "missing": 1, "duplicated": 1, "out_of_order": 1}
+
+
+def test_sequence_tracker_alone():
+    tracker = SequenceTracker()
+    for seq in (10, 12, 11, 11, 15):
+        tracker.record(seq)
+    assert (tracker.received, tracker.duplicated, tracker.out_of_order, tracker.missing()) == (4, 1, 1, 2)
+
+
+def received_after_loss(start_udp, clients, seed: int, drop: float = 0.3, count: int = 200) -> list[int]:
+    server = start_udp(faults=Faults(drop=drop, seed=seed))
+    receiver = clients(server.server_address, f"r{seed}")
+    sender = clients(server.server_address, f"s{seed}")
+    for i in range(count):
+        sender.say(str(i))
+    sender.who()  # answered after every message before it was relayed
+    wait_until(lambda: server.stats().deliveries + server.stats().dropped == count)
+    got = []
+    for event in receiver.events(idle_s=0.3):
+        if isinstance(event, ChatMessage):
+            got.append(int(event.text))
+    assert len(got) == server.stats().deliveries
+    return got
+
+
+def test_injected_loss_is_reproducible_for_a_seed(start_udp, clients):
+    first = received_after_loss(start_udp, clients, seed=42)
+    again = received_after_loss(start_udp, clients, seed=42)
+    other = received_after_loss(start_udp, clients, seed=7)
+    assert first == again
+    assert first != other
+    assert 100 < len(first) < 180  # about 30 % of 200 dropped
+
+
+def test_jitter_reorders_and_delay_delays(start_udp, clients):
+    server = start_udp(faults=Faults(delay_s=0.05, jitter_s=0.05, seed=1))
+    receiver = clients(server.server_address, "receiver")
+    sender = clients(server.server_address, "sender")
+    for i in range(60):
+        sender.say(str(i))
+    wait_until(lambda: receiver.sequence_stats().get("sender", {}).get("received") == 60)
+    assert receiver.sequence_stats()["sender"]["out_of_order"] > 0
+    assert server.stats().delayed == 60
+
+
+def test_server_stop_tells_the_members(start_udp, clients):
+    server = start_udp()
+    alice = clients(server.server_address, "alice")
+    server.stop()
+    assert alice.wait_for(protocol.ServerClosing) == protocol.ServerClosing()
+    assert alice.next_event() == Disconnected("the server is shutting down")
+
+
+def test_a_client_notices_the_server_is_gone(start_udp):
+    server = start_udp()
+    alice = connect(server.server_address, "alice", heartbeat_s=0.1)
+    server._sock.close()  # vanishes without a word
+    try:
+        event = alice.wait_for(Disconnected, TIMEOUT_S)
+        assert event.reason.startswith(("no answer", "the server can't be reached"))
+    finally:
+        alice.close()
+
+
+# -- the command line ----------------------------------------------------------------------------------
+
+
+def test_udp_cli_server_and_client(tmp_path):
+    server = subprocess.Popen(python_command("udp-server", "--port", "0"), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        banner = server.stdout.readline()
+        assert banner.startswith("UDP chat server on 127.0.0.1:"), banner
+        port = int(banner.split(":", 1)[1].split(";", 1)[0])
+        with connect(("127.0.0.1", port), "Алиса") as alice:
+            result = subprocess.run(python_command("udp-client", "bob", "--port", str(port)),
+                                    input="привет из консоли\n", capture_output=True, text=True, timeout=30)
+            assert result.returncode == 0, result.stderr
+            assert alice.wait_for(ChatMessage) == ChatMessage("bob", "привет из консоли")
+            assert alice.wait_for(Left) == Left("bob", LeaveReason.QUIT)
+        server.send_signal(signal.SIGINT)
+        out, _ = server.communicate(timeout=30)
+        assert server.returncode == 0 and "server stopped" in out
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.communicate()
+
+
+def test_udp_client_with_no_server_exits_nonzero():
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    result = subprocess.run(python_command("udp-client", "bob", "--port", str(port)), input="",
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert "no answer" in result.stderr or "can't be reached" in result.stderr
+
+
+def test_udp_server_help_lists_every_option():
+    result = subprocess.run(python_command("udp-server", "--help"), capture_output=True, text=True, timeout=30)
+    for flag in ("--member-timeout", "--max-payload", "--max-members", "--drop", "--delay-ms", "--jitter-ms", "--seed"):
+        assert flag in result.stdout
+    assert Reply  # imported for the grammar; used above through the clients
