@@ -17,12 +17,15 @@ import csv
 import json
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
+from chat import netloss
 from chat.harness import ProcessSampler, ServerProcess, machine_info
 from chat.limits import Limits
 from chat.loadgen import LoadConfig, LoadResult, run_load
+from chat.netloss import PacketLoss
 from chat.stats import subsample
 
 OURS_OPTIONS = {"rate_lines_per_s": 0, "max_clients": 2000}
@@ -49,23 +52,30 @@ MODES = {"quick": QUICK, "full": FULL}
 
 
 def measure(kind: str, config: LoadConfig, step: Step | None = None, label: str = "",
-            processes: int | None = None, **server_options) -> dict:
+            processes: int | None = None, packet_loss: float = 0.0, **server_options) -> dict:
     """Run one load against a fresh server process; return one row of results.
 
     ``processes`` is the number of generator processes (default: enough to
-    keep each on select(), see :mod:`chat.usergroup`).
+    keep each on select(), see :mod:`chat.usergroup`).  ``packet_loss`` drops
+    that share of the packets to and from the server's port, in the kernel,
+    from the moment every user has joined (see :mod:`chat.netloss`).
     """
-    options = {**(OURS_OPTIONS if kind == "ours" else NAIVE_OPTIONS), **server_options}
+    options = {**(OURS_OPTIONS if kind == "ours" else NAIVE_OPTIONS if kind == "naive" else {}), **server_options}
     if step is not None:
         step(label or f"{kind}, {config.users} users")
     if processes is None:
         processes = max(1, -(-config.users // SELECT_USERS_PER_PROCESS))
-    with ServerProcess(kind, **options) as server, ProcessSampler(server.pid) as sampler:
+    with ServerProcess(kind, **options) as server, ProcessSampler(server.pid) as sampler, ExitStack() as loss:
         idle_rss = sampler.first_rss_bytes or 0
-        result = run_load(server.address, config, processes=processes)
+        lossy = (lambda: loss.enter_context(PacketLoss(server.address[1], packet_loss, config.transport))) \
+            if packet_loss else None
+        result = run_load(server.address, config, processes=processes, before_start=lossy)
+        loss.close()
         counters = server.stats()
     row = _row(kind, options, result, counters, sampler, idle_rss)
     row["generator_processes"] = processes
+    row["transport"] = config.transport
+    row["packet_loss"] = packet_loss
     return row
 
 
@@ -120,8 +130,8 @@ def measure_points(points: list[tuple], reps: int, step: Step | None) -> list[di
 def _rate_config(users: int, rate_per_s: float, mode: Mode, **overrides) -> LoadConfig:
     senders = users - overrides.get("stalled_users", 0)
     messages = max(1, round(rate_per_s * mode.seconds / senders))
-    return LoadConfig(users=users, messages=messages, rate_per_s=rate_per_s, drain_idle_s=1.0,
-                      max_duration_s=mode.seconds * 4 + 30, **overrides)
+    settings = {"drain_idle_s": 1.0, "max_duration_s": mode.seconds * 4 + 30, **overrides}
+    return LoadConfig(users=users, messages=messages, rate_per_s=rate_per_s, **settings)
 
 
 # -- scenarios -----------------------------------------------------------------------------
@@ -278,6 +288,42 @@ def soak(mode: Mode, step: Step | None = None, seconds: float | None = None) -> 
     return result
 
 
+def udp(mode: Mode, step: Step | None = None) -> dict:
+    """TCP against UDP at the same offered load, with 0%, 1% and 10% loss.
+
+    UDP: the server drops that share of the messages it relays (seeded, see
+    :class:`chat.udp.Faults`), and nothing brings them back.  TCP: the kernel
+    drops that share of the packets to and from the server's port, both ways
+    (:mod:`chat.netloss`, needs root and iptables), and TCP retransmits them.
+    Where TCP loss can't be made, those rows say why instead of a number.
+    """
+    users, rate = 20, 200.0
+    can_drop, why_not = netloss.available()
+    runs = []
+    for loss in (0.0, 0.01, 0.10):
+        udp_config = _rate_config(users, rate, mode, transport="udp", drain_idle_s=0.5)
+        udp_run = measure("udp", udp_config, step, f"udp: UDP, {loss:.0%} loss", faults={"drop": loss, "seed": 1})
+        udp_run["injected_loss"] = loss
+        runs.append(udp_run)
+        if loss and not can_drop:
+            runs.append({"server": "ours", "transport": "tcp", "injected_loss": loss, "not_measured": why_not})
+            continue
+        # TCP's retransmission timer backs off (0.2 s, 0.4 s, 0.8 s, ...): give late messages time to arrive.
+        tcp_config = _rate_config(users, rate, mode, drain_idle_s=6.0 if loss else 1.0)
+        tcp_run = measure("ours", tcp_config, step, f"udp: TCP, {loss:.0%} loss", packet_loss=loss)
+        tcp_run["injected_loss"] = loss
+        runs.append(tcp_run)
+    targets = []
+    for run in runs:
+        label = f"{run['transport'].upper()} at {run['injected_loss']:.0%} loss"
+        if "not_measured" in run:
+            targets.append(_target(f"{label}: not measured", run["not_measured"], "info", None))
+            continue
+        targets.append(_target(f"{label}: delivery ratio", round(run["delivered"] / run["expected"], 4), "info", None))
+        targets.append(_target(f"{label}: p99 latency (ms)", run["latency_ms"]["p99"], "info", None))
+    return _scenario("udp", mode, runs, targets)
+
+
 SCENARIOS: dict[str, Callable[..., dict]] = {
     "ceiling": ceiling,
     "capacity": capacity,
@@ -286,6 +332,7 @@ SCENARIOS: dict[str, Callable[..., dict]] = {
     "nagle": nagle,
     "slow-consumer": slow_consumer,
     "soak": soak,
+    "udp": udp,
 }
 
 

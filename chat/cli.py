@@ -236,6 +236,7 @@ def draw_scenario(result: dict, out) -> list:
         "scaling": [("scaling-latency", plots.scaling_latency)],
         "nagle": [("nagle", plots.nagle_effect)],
         "slow-consumer": [("slow-consumer", plots.slow_consumer)],
+        "udp": [("udp-vs-tcp", plots.udp_vs_tcp)],
     }
     return [plots.save(draw(result), out / f"{name}.svg") for name, draw in drawings.get(result["scenario"], [])]
 

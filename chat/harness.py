@@ -14,7 +14,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-KINDS = ("ours", "naive", "blaster")
+KINDS = ("ours", "naive", "blaster", "udp")
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 30.0
 SAMPLE_INTERVAL_S = 0.02
@@ -44,6 +44,10 @@ def _make_server(kind: str, options: dict):
         from chat.naive import NaiveServer
 
         return NaiveServer(**options)
+    if kind == "udp":
+        from chat.udp import Faults, UDPChatServer
+
+        return UDPChatServer(**{**options, "faults": Faults(**options.get("faults", {}))})
     from chat.blaster import Blaster, build_block
 
     users = options.pop("users")
@@ -70,7 +74,7 @@ def _raise_file_limit() -> None:
 
 
 class ServerProcess:
-    """``ChatServer`` ("ours"), ``NaiveServer`` ("naive") or ``Blaster`` in a spawned process.
+    """``ChatServer`` ("ours"), ``NaiveServer`` ("naive"), ``Blaster`` or ``UDPChatServer`` ("udp"), in a spawned process.
 
     >>> with ServerProcess("ours", rate_lines_per_s=0) as server:    # doctest: +SKIP
     ...     run_load(server.address, LoadConfig(users=50))

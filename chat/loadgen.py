@@ -64,6 +64,7 @@ class LoadConfig:
     drain_idle_s: float = 1.0  # after sending, stop when nothing has moved for this long
     max_duration_s: float = 60.0  # hard stop, whatever happens
     stop_when_complete: bool = True  # stop as soon as every expected line has arrived
+    transport: str = "tcp"  # "udp": the users speak to a chat.udp server
 
     def __post_init__(self) -> None:
         if self.sender_count > self.users - self.stalled_users or self.sender_count < 0:
@@ -72,6 +73,8 @@ class LoadConfig:
             raise ValueError("rate_per_s must be positive (or None for bursts)")
         if self.messages < 0 or self.burst < 1 or self.window_bursts < 1:
             raise ValueError("messages, burst and window_bursts must be positive")
+        if self.transport not in ("tcp", "udp") or (self.transport == "udp" and self.rate_per_s is None):
+            raise ValueError("transport is 'tcp' or 'udp', and UDP needs a rate (it has no flow control)")
 
     @property
     def sender_count(self) -> int:
@@ -140,20 +143,26 @@ def plan_groups(address: tuple, config: LoadConfig, groups: int) -> list[GroupPl
             stop_when_complete=config.stop_when_complete,
             sender_names=senders,
             line_starts=tuple(f"<{prefix}".encode() for prefix in _name_prefixes(config)),
+            transport=config.transport,
         ))
     return [plan for plan in plans if plan.names]
 
 
-def run_load(address: tuple, config: LoadConfig, processes: int = 1, progress: Progress | None = None) -> LoadResult:
+def run_load(address: tuple, config: LoadConfig, processes: int = 1, progress: Progress | None = None,
+             before_start: Callable[[], None] | None = None) -> LoadResult:
     """Connect the users, run the load, and return what it measured.
 
     ``processes=0`` runs the users in a thread of this process (small demos
     only: the generator then competes with anything else in the process).
+    ``before_start`` is called once every user has joined, just before the
+    clock starts (the TCP-under-loss experiment switches the loss on there).
     """
     plans = plan_groups(address, config, max(1, processes))
     runner = _ThreadRunner(plans) if processes == 0 else _ProcessRunner(plans)
     with runner:
         runner.wait_ready(config.connect_timeout_s + 0.01 * config.users + 5)
+        if before_start is not None:
+            before_start()
         start_ns = now_ns() + int(START_LEAD_S * 1e9)
         runner.go(start_ns)
         results = runner.wait_results(config.max_duration_s + RESULT_MARGIN_S, start_ns, config, progress)
@@ -226,7 +235,12 @@ def _receiver_names(config: LoadConfig) -> list[str]:
 
 def _run_group(plan: GroupPlan, report: Callable[[tuple], None], wait_go: Callable[[], int | None]) -> None:
     """The life of one group, the same in a thread and in a worker process."""
-    group = UserGroup(plan)
+    if plan.transport == "udp":
+        from chat.udpgroup import UDPUserGroup
+
+        group = UDPUserGroup(plan)
+    else:
+        group = UserGroup(plan)
     try:
         try:
             group.connect()

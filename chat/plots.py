@@ -184,3 +184,32 @@ def ours_vs_textbook(capacity: dict, latency: dict, slow: dict):
         axes.set(title=title, yscale=scale)
         axes.title.set_fontsize(9)
     return figure
+
+
+def udp_vs_tcp(udp: dict):
+    """Delivery ratio and p99 latency of TCP and UDP at the same load, under 0%, 1% and 10% loss."""
+    figure = _figure(7.5, 3.4)
+    left, right = _axes(figure, 1, 2, 1), _axes(figure, 1, 2, 2)
+    losses = sorted({run["injected_loss"] for run in udp["runs"]})
+    colors = {"tcp": OURS_COLOR, "udp": "#ff7f0e"}
+    for offset, transport in ((-0.2, "tcp"), (0.2, "udp")):
+        rows = {run["injected_loss"]: run for run in udp["runs"] if run["transport"] == transport}
+        xs = [index + offset for index in range(len(losses))]
+        measured = [loss in rows and "not_measured" not in rows[loss] for loss in losses]
+        ratio = [100 * rows[loss]["delivered"] / rows[loss]["expected"] if ok else 0 for loss, ok in zip(losses, measured)]
+        p99 = [rows[loss]["latency_ms"]["p99"] if ok else 0 for loss, ok in zip(losses, measured)]
+        bars = left.bar(xs, ratio, width=0.4, color=colors[transport], label=transport.upper())
+        left.bar_label(bars, [f"{value:.1f}" if ok else "" for value, ok in zip(ratio, measured)], fontsize=7)
+        bars = right.bar(xs, p99, width=0.4, color=colors[transport], label=transport.upper())
+        right.bar_label(bars, [f"{value:.3g}" if ok else "" for value, ok in zip(p99, measured)], fontsize=7)
+        for x, ok in zip(xs, measured):
+            if not ok:
+                for axes in (left, right):
+                    axes.text(x, 0, "not\nmeasured", ha="center", va="bottom", fontsize=7, rotation=90)
+    labels = [f"{loss:.0%} loss" for loss in losses]
+    for axes in (left, right):
+        axes.set_xticks(range(len(losses)), labels)
+    figure.legend(*left.get_legend_handles_labels(), loc="outside lower center", ncols=2, fontsize=8)
+    left.set(ylabel="messages delivered (%)", ylim=(0, 112), title="Delivered")
+    right.set(ylabel="p99 latency (ms)", yscale="log", title="Latency")
+    return figure

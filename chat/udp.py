@@ -43,6 +43,7 @@ MEMBER_TIMEOUT_S = 30.0  # a member silent for this long is dropped
 HEARTBEAT_S = 5.0  # a client pings this often; well under the server's timeout
 RECV_BYTES = 65536  # the largest datagram, so an oversized one is seen whole, not cut
 MAX_CHECK_INTERVAL_S = 1.0  # how often, at most, the server looks for silent members
+MIN_WAIT_S = 0.001
 DEAD_AFTER_HEARTBEATS = 3  # a client that hears nothing for this many heartbeats gives up
 JOIN_ATTEMPTS = 3  # /join is resent if no answer comes: datagrams get lost
 
@@ -103,8 +104,11 @@ class UDPChatServer:
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *, member_timeout_s: float = MEMBER_TIMEOUT_S,
                  max_payload_bytes: int = protocol.MAX_DATAGRAM_BYTES, max_members: int = 500,
-                 faults: Faults | None = None, on_event: Callable | None = None) -> None:
+                 faults: Faults | None = None, on_event: Callable | None = None,
+                 check_interval_s: float | None = None) -> None:
         self.member_timeout_s = member_timeout_s
+        # how often to look for silent members: by default a quarter of the timeout, at most a second
+        self.check_interval_s = check_interval_s or min(MAX_CHECK_INTERVAL_S, member_timeout_s / 4)
         self.max_payload_bytes = max_payload_bytes
         self.max_members = max_members
         self.faults = faults or Faults()
@@ -138,16 +142,20 @@ class UDPChatServer:
         log.info("UDP chat server on %s:%s", *self.server_address)
         if self._delayer is not None:
             self._delayer.start()
-        interval = min(MAX_CHECK_INTERVAL_S, self.member_timeout_s / 4)
+        interval = self.check_interval_s
         next_check = time.monotonic() + interval
         while not self._stopping.is_set():
-            self._sock.settimeout(max(0.0, next_check - time.monotonic()))
+            # Never 0: settimeout(0) would make the socket non-blocking, not "check now".
+            self._sock.settimeout(max(MIN_WAIT_S, next_check - time.monotonic()))
             try:
                 data, address = self._sock.recvfrom(RECV_BYTES)
             except TimeoutError:
                 data = None
-            except OSError:
-                break
+            except OSError as exc:
+                if self._stopping.is_set():
+                    break
+                log.warning("receiving failed: %s", exc)  # the socket is still ours: carry on
+                data = None
             now = time.monotonic()
             if data is not None and not self._stopping.is_set():
                 try:

@@ -117,6 +117,7 @@ class GroupPlan:
     stop_when_complete: bool
     sender_names: frozenset[str] = frozenset()  # every sender of this load; others' messages are foreign
     line_starts: tuple[bytes, ...] = (b"<",)  # how this load's chat lines start (a name prefix no one else uses)
+    transport: str = "tcp"  # or "udp" (see chat.udpgroup)
 
 
 @dataclass
@@ -228,7 +229,8 @@ class UserGroup:
                 now = now_ns()
                 if plan.rate_per_s is None:
                     self._unsent -= self._queue_burst(senders, now)
-                progress = self._send_due(selector, now)
+                if self._send_due(selector, now):
+                    last_progress = now  # before the idle check: a stall of our own is not the server's
                 all_sent = self._unsent == 0 and not self._sending
                 if all_sent and plan.stop_when_complete and self._received_lines >= expected:
                     break
@@ -238,8 +240,7 @@ class UserGroup:
                     self._timed_out = True
                     break
                 timeout = 0.05 if not schedule else max(0.0, min(0.05, (schedule[0][0] - now) / 1e9))
-                progress |= self._receive_ready(selector, timeout)
-                if progress:
+                if self._receive_ready(selector, timeout):
                     last_progress = now_ns()
 
     def _expected_total(self) -> int:

@@ -260,3 +260,16 @@ def test_udp_server_help_lists_every_option():
     for flag in ("--member-timeout", "--max-payload", "--max-members", "--drop", "--delay-ms", "--jitter-ms", "--seed"):
         assert flag in result.stdout
     assert Reply  # imported for the grammar; used above through the clients
+
+
+def test_the_server_keeps_receiving_when_expiry_checks_are_constantly_due(start_udp, clients):
+    """Regression: a wait computed as 0 made the socket non-blocking, and the server loop ended."""
+    server = start_udp(check_interval_s=0.0005)  # a check is nearly always due when a datagram is done
+    receiver = clients(server.server_address, "receiver")
+    sender = clients(server.server_address, "sender")
+    for round_ in range(20):
+        for i in range(20):
+            sender.say(f"{round_}.{i}")
+        sender.who()  # a round trip: the server is still there
+    wait_until(lambda: receiver.sequence_stats().get("sender", {}).get("received", 0) == 400)
+    assert server._thread.is_alive()
