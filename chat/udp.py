@@ -145,14 +145,14 @@ class UDPChatServer:
         interval = self.check_interval_s
         next_check = time.monotonic() + interval
         while not self._stopping.is_set():
-            # Never 0: settimeout(0) would make the socket non-blocking, not "check now".
-            self._sock.settimeout(max(MIN_WAIT_S, next_check - time.monotonic()))
             try:
+                # Never 0: settimeout(0) would make the socket non-blocking, not "check now".
+                self._sock.settimeout(max(MIN_WAIT_S, next_check - time.monotonic()))
                 data, address = self._sock.recvfrom(RECV_BYTES)
             except TimeoutError:
                 data = None
             except OSError as exc:
-                if self._stopping.is_set():
+                if self._stopping.is_set() or self._sock.fileno() < 0:
                     break
                 log.warning("receiving failed: %s", exc)  # the socket is still ours: carry on
                 data = None

@@ -209,15 +209,20 @@ def test_server_stop_tells_the_members(start_udp, clients):
     assert alice.next_event() == Disconnected("the server is shutting down")
 
 
-def test_a_client_notices_the_server_is_gone(start_udp):
-    server = start_udp()
-    alice = connect(server.server_address, "alice", heartbeat_s=0.1)
-    server._sock.close()  # vanishes without a word
+def test_a_client_notices_the_server_is_gone():
+    server = subprocess.Popen(python_command("udp-server", "--port", "0"), stdout=subprocess.PIPE, text=True)
     try:
+        port = int(server.stdout.readline().split(":", 1)[1].split(";", 1)[0])
+        alice = connect(("127.0.0.1", port), "alice", heartbeat_s=0.1)
+        server.kill()  # gone without a word
+        server.communicate(timeout=TIMEOUT_S)
         event = alice.wait_for(Disconnected, TIMEOUT_S)
         assert event.reason.startswith(("no answer", "the server can't be reached"))
-    finally:
         alice.close()
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.communicate()
 
 
 # -- the command line ----------------------------------------------------------------------------------
