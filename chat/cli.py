@@ -230,15 +230,7 @@ def print_targets(result: dict) -> None:
 def draw_scenario(result: dict, out) -> list:
     from chat import plots
 
-    drawings = {
-        "capacity": [("throughput-vs-clients", plots.throughput_vs_clients)],
-        "latency": [("latency-vs-load", plots.latency_vs_load), ("latency-cdf", plots.latency_cdf)],
-        "scaling": [("scaling-latency", plots.scaling_latency)],
-        "nagle": [("nagle", plots.nagle_effect)],
-        "slow-consumer": [("slow-consumer", plots.slow_consumer)],
-        "udp": [("udp-vs-tcp", plots.udp_vs_tcp)],
-    }
-    return [plots.save(draw(result), out / f"{name}.svg") for name, draw in drawings.get(result["scenario"], [])]
+    return [plots.save(figure, out / f"{name}.svg") for name, figure in plots.figures_for(result).items()]
 
 
 # -- UDP ---------------------------------------------------------------------------------------------

@@ -120,6 +120,8 @@ class ChatClient(ClientBase):
     def _accept(self, data: bytes) -> None:
         """Parse received bytes (b"" means the connection ended) and file the events."""
         if not data:
+            if not self._closing:
+                self._half_close()  # the server said all it had to say: so do we
             self._file(Disconnected("closed by us" if self._closing else "the server closed the connection"))
             return
         for line in self._decoder.feed(data):
@@ -127,6 +129,12 @@ class ChatClient(ClientBase):
                 self._file(protocol.Unparsed(f"(a line over {line.limit_bytes} bytes was discarded)"))
             else:
                 self._file(protocol.parse_event(line))
+
+    def _half_close(self) -> None:
+        try:
+            self._sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
 
     def _is_open(self) -> bool:
         return self._sock is not None

@@ -213,3 +213,19 @@ def udp_vs_tcp(udp: dict):
     left.set(ylabel="messages delivered (%)", ylim=(0, 112), title="Delivered")
     right.set(ylabel="p99 latency (ms)", yscale="log", title="Latency")
     return figure
+
+
+# Each scenario's figures, by the stable names the notebooks and the report use.
+SCENARIO_FIGURES = {
+    "capacity": {"throughput-vs-clients": throughput_vs_clients},
+    "latency": {"latency-vs-load": latency_vs_load, "latency-cdf": latency_cdf},
+    "scaling": {"scaling-latency": scaling_latency},
+    "nagle": {"nagle": nagle_effect},
+    "slow-consumer": {"slow-consumer": slow_consumer},
+    "udp": {"udp-vs-tcp": udp_vs_tcp},
+}
+
+
+def figures_for(result: dict) -> dict:
+    """The figures one scenario's result draws, by name."""
+    return {name: draw(result) for name, draw in SCENARIO_FIGURES.get(result["scenario"], {}).items()}
