@@ -234,6 +234,23 @@ def slow_consumer(mode: Mode, step: Step | None = None) -> dict:
     ])
 
 
+def framing(mode: Mode, step: Step | None = None) -> dict:
+    """The textbook server's framing failures: 10 users sending as fast as they can, ASCII and Cyrillic text."""
+    messages = 300 if mode is QUICK else 1000
+    runs = []
+    for alphabet in ("ascii", "cyrillic"):
+        config = LoadConfig(users=10, messages=messages, burst=50, alphabet=alphabet, drain_idle_s=1.0, max_duration_s=60)
+        for kind in ("ours", "naive"):
+            runs.append(measure(kind, config, step, f"framing: {kind}, {alphabet} text"))
+    naive_ascii = _pick(runs, "naive", alphabet="ascii")
+    naive_cyrillic = _pick(runs, "naive", alphabet="cyrillic")
+    return _scenario("framing", mode, runs, [
+        _target("our lost or garbled messages", total_of(runs, "lost", server="ours") + total_of(runs, "garbled", server="ours"), "==", 0),
+        _target("textbook, ASCII: messages delivered whole (share)", round(naive_ascii["delivered"] / naive_ascii["expected"], 4), "info", None),
+        _target("textbook, Cyrillic: users disconnected by a split letter", naive_cyrillic["receivers_closed"], "info", None),
+    ])
+
+
 def ceiling(mode: Mode, step: Step | None = None) -> dict:
     """The load generator's own limit: lines from a server that does no work per line.
 
@@ -325,6 +342,7 @@ def udp(mode: Mode, step: Step | None = None) -> dict:
 
 
 SCENARIOS: dict[str, Callable[..., dict]] = {
+    "framing": framing,
     "ceiling": ceiling,
     "capacity": capacity,
     "latency": latency,

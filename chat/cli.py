@@ -37,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_bench(commands)
     _add_udp_server(commands)
     _add_udp_client(commands)
+    _add_report(commands)
     return parser
 
 
@@ -290,3 +291,47 @@ def _run_udp_client(args: argparse.Namespace) -> int:
     from chat.udp import UDPChatClient
 
     return run(args.host, args.port, args.name, UDPChatClient)
+
+
+# -- the report ------------------------------------------------------------------------------------------
+
+
+def _add_report(commands) -> None:
+    parser = commands.add_parser(
+        "report", help="rerun the experiments and regenerate the lab report",
+        description="Rerun every experiment, redraw the figures, capture a real session, and render "
+                    "report/README.md and report/README.ru.md (and the README's Performance section) "
+                    "from the results. --quick writes a small version elsewhere.")
+    parser.add_argument("--quick", action="store_true",
+                        help="short runs (minutes), written to results/report-quick unless --out is given")
+    parser.add_argument("--out", default=None, help="where to write (default: report/, or results/report-quick)")
+    parser.add_argument("--render-only", action="store_true",
+                        help="measure nothing: redraw the figures and rerender the text from the stored results")
+    parser.set_defaults(run=_run_report)
+
+
+def _run_report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from tqdm import tqdm
+
+    from chat import report
+
+    out = Path(args.out) if args.out else (Path("results/report-quick") if args.quick else report.REPORT_DIR)
+    if args.quick and out.resolve() == report.REPORT_DIR.resolve():
+        print("refusing to overwrite the full report with a quick one; give another --out", file=sys.stderr)
+        return 2
+    out.mkdir(parents=True, exist_ok=True)
+    if args.render_only and not (out / "results").is_dir():
+        print(f"no stored results in {out / 'results'}", file=sys.stderr)
+        return 2
+    with tqdm(desc="report", unit=" step", file=sys.stderr) as bar:
+        def step(label: str) -> None:
+            bar.update(0 if bar.postfix is None else 1)
+            bar.set_postfix_str(label)
+
+        written = report.generate(out, "quick" if args.quick else "full", step, measure=not args.render_only)
+        bar.update(1)
+    for path in written:
+        print(f"wrote {path}")
+    return 0

@@ -14,6 +14,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from chat.loadgen import raise_file_limit
+
 KINDS = ("ours", "naive", "blaster", "udp")
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 30.0
@@ -22,7 +24,7 @@ SAMPLE_INTERVAL_S = 0.02
 
 def _serve(kind: str, options: dict, conn) -> None:
     """Entry point of the server process: start, report the address, obey 'stats' and 'stop'."""
-    _raise_file_limit()
+    raise_file_limit()
     server = _make_server(kind, options)
     server.start()
     conn.send(tuple(server.server_address))
@@ -61,16 +63,6 @@ def _stats_of(server) -> dict:
     import dataclasses
 
     return dataclasses.asdict(stats())
-
-
-def _raise_file_limit() -> None:
-    try:
-        import resource
-
-        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    except (ImportError, ValueError, OSError):
-        pass
 
 
 class ServerProcess:

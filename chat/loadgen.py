@@ -262,12 +262,13 @@ def _run_group(plan: GroupPlan, report: Callable[[tuple], None], wait_go: Callab
 
 def _group_process(plan: GroupPlan, conn) -> None:
     """Entry point of a worker process (spawned: nothing is inherited but the plan)."""
-    _raise_file_limit()
+    raise_file_limit()
     _run_group(plan, conn.send, conn.recv)
     conn.close()
 
 
-def _raise_file_limit() -> None:
+def raise_file_limit() -> None:
+    """Let this process open as many sockets as the system allows (a thousand users need more than 1024)."""
     try:
         import resource
 

@@ -215,6 +215,25 @@ def udp_vs_tcp(udp: dict):
     return figure
 
 
+def soak_timeline(soak: dict):
+    """The soak run over time: the server's memory and threads, and the steady users' p99 per window."""
+    report = soak["soak"]
+    figure = _figure(7.0, 3.4)
+    left, right = _axes(figure, 1, 2, 1), _axes(figure, 1, 2, 2)
+    times = [sample[0] for sample in report["rss_samples"]]
+    left.plot(times, [sample[1] / 2**20 for sample in report["rss_samples"]], color=OURS_COLOR, label="RSS (MiB)")
+    left.set(xlabel="time (s)", ylabel="server RSS (MiB)", ylim=(0, None), title="Server memory")
+    threads = left.twinx()
+    threads.plot(times, [sample[2] for sample in report["rss_samples"]], color=EXTRA_COLOR, linewidth=0.8)
+    threads.set_ylabel("server threads", color=EXTRA_COLOR)
+    windows = report["windows"]
+    right.plot([w["t_s"] for w in windows], [w["latency_ms"]["p99"] for w in windows], "o-", color=OURS_COLOR, label="p99")
+    right.plot([w["t_s"] for w in windows], [w["latency_ms"]["p50"] for w in windows], "o:", color=OURS_COLOR, label="p50")
+    right.set(xlabel="time (s)", ylabel="steady users' latency (ms)", ylim=(0, None), title="Latency per window")
+    right.legend(fontsize=8)
+    return figure
+
+
 # Each scenario's figures, by the stable names the notebooks and the report use.
 SCENARIO_FIGURES = {
     "capacity": {"throughput-vs-clients": throughput_vs_clients},
@@ -223,6 +242,7 @@ SCENARIO_FIGURES = {
     "nagle": {"nagle": nagle_effect},
     "slow-consumer": {"slow-consumer": slow_consumer},
     "udp": {"udp-vs-tcp": udp_vs_tcp},
+    "soak": {"soak": soak_timeline},
 }
 
 

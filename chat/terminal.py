@@ -76,6 +76,15 @@ class TerminalSession:
                 raise TimeoutError("the screen never showed what was expected:\n" + self.text())
             self.read(min(remaining, 0.5))
 
+    def settle(self, quiet_s: float = 0.1, timeout_s: float = 10.0) -> None:
+        """Read until the program has written nothing for ``quiet_s``: the screen is then current."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and not self._eof:
+            before = len(self.output)
+            self.read(quiet_s)
+            if len(self.output) == before:
+                return
+
     def wait_for_text(self, text: str, timeout_s: float = 10.0) -> None:
         self.wait_for(lambda: text in self.text(), timeout_s)
 

@@ -78,3 +78,15 @@ def raw_clients():
     yield open_client
     for client in opened:
         client.close()
+
+
+@pytest.fixture(scope="session")
+def stored(tmp_path_factory):
+    """Every benchmark scenario run once in quick mode and saved; tests read the saved files back."""
+    from chat import bench
+
+    folder = tmp_path_factory.mktemp("results")
+    for name in bench.SCENARIOS:
+        options = {"seconds": 6} if name == "soak" else {}
+        bench.save(bench.run_scenario(name, "quick", **options), folder, write_csv=True)
+    return folder

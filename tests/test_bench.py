@@ -18,16 +18,6 @@ from chat.terminal import python_command
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def stored(tmp_path_factory):
-    """Run every scenario in quick mode once and save it; tests read the saved files back."""
-    folder = tmp_path_factory.mktemp("results")
-    for name in bench.SCENARIOS:
-        options = {"seconds": 6} if name == "soak" else {}
-        bench.save(bench.run_scenario(name, "quick", **options), folder, write_csv=True)
-    return folder
-
-
 def load(stored, name):
     return bench.load(stored / f"{name}.json")
 
@@ -99,6 +89,7 @@ FIGURES = [
     ("slow_consumer", ("slow-consumer",)),
     ("ours_vs_textbook", ("capacity", "latency", "slow-consumer")),
     ("udp_vs_tcp", ("udp",)),
+    ("soak_timeline", ("soak",)),
 ]
 
 

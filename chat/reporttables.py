@@ -1,0 +1,172 @@
+"""The report's tables, made from the results, with headers in English and Russian."""
+
+from __future__ import annotations
+
+from chat import bench
+
+WORDS = {  # English -> Russian, for every word a table prints
+    "scenario": "сценарий", "target": "цель", "measured": "измерено", "goal": "требование", "met": "выполнено",
+    "yes": "да", "no": "нет", "n/a": "нет данных", "server": "сервер", "ours": "наш", "textbook": "учебный",
+    "text": "текст", "ASCII": "ASCII", "Cyrillic": "кириллица", "messages": "сообщений", "delivered whole": "дошло целыми",
+    "garbled lines": "испорченных строк", "users disconnected": "отключено пользователей", "users": "пользователей",
+    "our deliveries/s": "наши доставки/с", "textbook whole messages/s": "учебный: целых сообщений/с",
+    "textbook lines passed on/s": "учебный: строк передано/с", "our lost": "наши потери",
+    "offered msg/s": "нагрузка, сообщ./с", "our p50": "наш p50", "our p99": "наш p99", "our p99.9": "наш p99.9",
+    "textbook p50": "учебный p50", "textbook p99": "учебный p99", "textbook lost": "учебный: потеряно",
+    "deliveries/s": "доставок/с", "TCP_NODELAY": "TCP_NODELAY", "on": "вкл.", "off": "выкл.", "p50": "p50",
+    "p99": "p99", "stalled user": "зависший пользователь", "baseline": "без него", "others' p99": "p99 остальных",
+    "others lost": "остальные потеряли", "dropped as too slow": "отключён как медленный", "loss": "потери",
+    "transport": "транспорт", "delivered": "доставлено", "not measured": "не измерено", "window": "окно",
+    "lost": "потеряно", "server RSS": "RSS сервера", "threads": "потоки", "action": "действие", "times": "раз",
+    "generator processes": "процессов генератора", "deliveries": "доставок",
+}
+
+
+def word(text: str, language: str) -> str:
+    return WORDS.get(text, text) if language == "ru" else text
+
+
+def _table(header: list[str], rows: list[list[str]], language: str) -> str:
+    head = [word(cell, language) for cell in header]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _fmt(value, kind: str, language: str) -> str:
+    from chat.reporttext import format_fact
+
+    return format_fact(value, kind, language)
+
+
+def _runs(results: dict, name: str) -> list[dict]:
+    return results.get(name, {}).get("runs", [])
+
+
+def _server(run: dict, language: str) -> str:
+    return word("ours" if run["server"] == "ours" else "textbook", language)
+
+
+def targets(results: dict, language: str) -> str:
+    rows = []
+    for name, result in results.items():
+        for target in result.get("targets", []):
+            if target["met"] is None:
+                continue
+            value = target["value"]
+            shown = _fmt(value, "float2" if isinstance(value, float) and value < 100 else "int", language) \
+                if isinstance(value, (int, float)) else str(value)
+            goal = f"{target['relation']} {_fmt(target['limit'], 'float2' if target['limit'] < 100 else 'int', language)}"
+            rows.append([name, target["name"], shown, goal, word("yes" if target["met"] else "no", language)])
+    return _table(["scenario", "target", "measured", "goal", "met"], rows, language)
+
+
+def framing(results: dict, language: str) -> str:
+    rows = [[_server(run, language), word("ASCII" if run["alphabet"] == "ascii" else "Cyrillic", language),
+             _fmt(run["expected"], "int", language), _fmt(run["delivered"] / run["expected"], "pct", language),
+             _fmt(run["garbled"], "int", language), f"{run['receivers_closed']} / {run['users'] - run['stalled_users']}"]
+            for run in _runs(results, "framing")]
+    return _table(["server", "text", "deliveries", "delivered whole", "garbled lines", "users disconnected"], rows, language)
+
+
+def capacity(results: dict, language: str) -> str:
+    runs = _runs(results, "capacity")
+    rows = []
+    for users in sorted({run["users"] for run in runs}):
+        naive = bench.matching(runs, server="naive", users=users)
+        relayed = [(r["delivered"] + r["garbled"]) / r["duration_s"] for r in naive if r["duration_s"]]
+        rows.append([str(users),
+                     _fmt(bench.median_of(runs, "deliveries_per_s", server="ours", users=users), "int", language),
+                     _fmt(bench.median_of(runs, "deliveries_per_s", server="naive", users=users), "int", language),
+                     _fmt(sorted(relayed)[len(relayed) // 2] if relayed else None, "int", language),
+                     _fmt(bench.total_of(runs, "lost", server="ours", users=users), "int", language)])
+    return _table(["users", "our deliveries/s", "textbook whole messages/s", "textbook lines passed on/s", "our lost"],
+                  rows, language)
+
+
+def latency(results: dict, language: str) -> str:
+    runs = _runs(results, "latency")
+    rows = []
+    for rate in sorted({run["offered_per_s"] for run in runs}):
+        m = lambda server, path: bench.median_of(runs, path, server=server, offered_per_s=rate)
+        rows.append([_fmt(rate, "int", language), _fmt(m("ours", "latency_ms.p50"), "ms", language),
+                     _fmt(m("ours", "latency_ms.p99"), "ms", language), _fmt(m("ours", "latency_ms.p99.9"), "ms", language),
+                     _fmt(m("naive", "latency_ms.p50"), "ms", language), _fmt(m("naive", "latency_ms.p99"), "ms", language),
+                     _fmt(bench.total_of(runs, "lost", server="naive", offered_per_s=rate), "int", language)])
+    return _table(["offered msg/s", "our p50", "our p99", "our p99.9", "textbook p50", "textbook p99", "textbook lost"],
+                  rows, language)
+
+
+def scaling(results: dict, language: str) -> str:
+    runs = _runs(results, "scaling")
+    rows = []
+    for users in sorted({run["users"] for run in runs}):
+        m = lambda server, path: bench.median_of(runs, path, server=server, users=users)
+        rows.append([str(users), _fmt(m("ours", "deliveries_per_s"), "int", language),
+                     _fmt(m("ours", "latency_ms.p50"), "ms", language), _fmt(m("ours", "latency_ms.p99"), "ms", language),
+                     _fmt(m("naive", "latency_ms.p99"), "ms", language),
+                     _fmt(bench.total_of(runs, "lost", server="ours", users=users), "int", language),
+                     _fmt(bench.total_of(runs, "lost", server="naive", users=users), "int", language)])
+    return _table(["users", "deliveries/s", "our p50", "our p99", "textbook p99", "our lost", "textbook lost"], rows, language)
+
+
+def nagle(results: dict, language: str) -> str:
+    rows = [[_server(run, language), word("on" if run["server_options"].get("nodelay") else "off", language),
+             _fmt(run["latency_ms"]["p50"], "ms", language), _fmt(run["latency_ms"]["p99"], "ms", language)]
+            for run in _runs(results, "nagle")]
+    return _table(["server", "TCP_NODELAY", "p50", "p99"], rows, language)
+
+
+def slow_consumer(results: dict, language: str) -> str:
+    runs = _runs(results, "slow-consumer")
+    rows = []
+    for server in ("ours", "naive"):
+        for stalled in (0, 1):
+            chosen = bench.matching(runs, server=server, stalled_users=stalled)
+            if not chosen:
+                continue
+            dropped = sum(run["server_left"].get("too slow", 0) for run in chosen) if server == "ours" else None
+            rows.append([_server(chosen[0], language), word("stalled user" if stalled else "baseline", language),
+                         _fmt(bench.median_of(runs, "latency_ms.p99", server=server, stalled_users=stalled), "ms", language),
+                         _fmt(bench.total_of(runs, "lost", server=server, stalled_users=stalled), "int", language),
+                         f"{dropped} / {len(chosen)}" if stalled and dropped is not None else "–"])
+    return _table(["server", "stalled user", "others' p99", "others lost", "dropped as too slow"], rows, language)
+
+
+def udp(results: dict, language: str) -> str:
+    rows = []
+    for run in _runs(results, "udp"):
+        head = [_fmt(run["injected_loss"], "pct", language), run["transport"].upper()]
+        if "not_measured" in run:
+            rows.append(head + [word("not measured", language), "–", "–"])
+            continue
+        rows.append(head + [_fmt(run["delivered"] / run["expected"], "pct", language),
+                            _fmt(run["latency_ms"]["p50"], "ms", language), _fmt(run["latency_ms"]["p99"], "ms", language)])
+    return _table(["loss", "transport", "delivered", "p50", "p99"], rows, language)
+
+
+def ceiling(results: dict, language: str) -> str:
+    rows = [[str(run["generator_processes"]), _fmt(run["deliveries_per_s"], "int", language)]
+            for run in _runs(results, "ceiling")]
+    return _table(["generator processes", "deliveries/s"], rows, language)
+
+
+def soak_windows(results: dict, language: str) -> str:
+    windows = results.get("soak", {}).get("soak", {}).get("windows", [])
+    rows = [[f"{_fmt(w['t_s'], 'float1', language)} s", _fmt(w["lost"], "int", language),
+             _fmt(w["latency_ms"]["p50"], "ms", language), _fmt(w["latency_ms"]["p99"], "ms", language),
+             _fmt(w["server_rss_bytes"], "mib", language), str(w["server_threads"])] for w in windows]
+    return _table(["window", "lost", "p50", "p99", "server RSS", "threads"], rows, language)
+
+
+def soak_churn(results: dict, language: str) -> str:
+    done = results.get("soak", {}).get("soak", {}).get("churn_done", {})
+    rows = [[f"`{name}`", str(count)] for name, count in done.items()]
+    return _table(["action", "times"], rows, language)
+
+
+TABLES = {
+    "targets": targets, "framing": framing, "capacity": capacity, "latency": latency, "scaling": scaling,
+    "nagle": nagle, "slow-consumer": slow_consumer, "udp": udp, "ceiling": ceiling,
+    "soak-windows": soak_windows, "soak-churn": soak_churn,
+}
