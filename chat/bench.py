@@ -90,6 +90,7 @@ def _row(kind: str, options: dict, result: LoadResult, counters: dict, sampler: 
         "message_bytes": result.config.message_bytes,
         "alphabet": result.config.alphabet,
         "sent": result.sent,
+        "unsent": result.unsent,
         "expected": result.expected,
         "delivered": result.delivered,
         "lost": result.lost,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import signal
 import sys
@@ -110,18 +111,18 @@ def serve_until_stopped(server, banner: str) -> int:
     return 0
 
 
-class stop_on_sigterm:
+@contextlib.contextmanager
+def stop_on_sigterm():
     """Within this block SIGTERM raises KeyboardInterrupt, so both stop the same way."""
 
-    def __enter__(self):
-        self._previous = signal.signal(signal.SIGTERM, self._interrupt)
-
-    def __exit__(self, *exc_info):
-        signal.signal(signal.SIGTERM, self._previous)
-
-    @staticmethod
-    def _interrupt(signum, frame):
+    def interrupt(signum, frame):
         raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 # -- client and demo ---------------------------------------------------------------------

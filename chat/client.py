@@ -77,7 +77,7 @@ class ChatClient(ClientBase):
         while True:
             event = self._read_one(deadline)
             if isinstance(event, Reply) and event.topic == "welcome":
-                self.name = event.text.partition(",")[0]
+                self.name = protocol.welcome_name(event)
                 self._receiver = threading.Thread(target=self._receive, name=f"chat-client-{self.name}", daemon=True)
                 self._receiver.start()
                 return self.name
@@ -131,6 +131,7 @@ class ChatClient(ClientBase):
                 self._file(protocol.parse_event(line))
 
     def _half_close(self) -> None:
+        """Send nothing more; the server reads EOF and ends the connection."""
         try:
             self._sock.shutdown(socket.SHUT_WR)
         except OSError:
@@ -147,7 +148,13 @@ class ChatClient(ClientBase):
         if self._sock is None:
             raise ConnectionError("not connected")
         with self._send_lock:
-            self._sock.sendall(protocol.encode_line(line))
+            try:
+                self._sock.sendall(protocol.encode_line(line))
+            except OSError:
+                # Part of the line may have left: another line sent after it would be glued
+                # to the fragment.  The stream is spoiled, so the connection ends here.
+                self._half_close()
+                raise
 
     def quit(self, reason: str = "") -> None:
         """Leave with a reason others will see, wait for the server to close, and close."""

@@ -10,6 +10,7 @@ server goes away; 2 when it can't be reached.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import selectors
 import sys
@@ -32,6 +33,22 @@ _STYLES = {  # prompt_toolkit style for each kind of line
     protocol.Reply: "ansicyan",
     protocol.Error: "ansired",
 }
+
+
+def _fragments(event: protocol.ServerEvent) -> list[tuple[str, str]]:
+    """A line in styled pieces: whose message it is, in bold, then the text.
+
+    Text can't carry a style (its escape sequences are removed), so a message
+    long enough to wrap can't make its second row look like another user's line.
+    """
+    style = _STYLES.get(type(event), "")
+    if isinstance(event, _WITH_SENDER):
+        head = protocol.format_event(dataclasses.replace(event, text=""))
+        return [(f"{style} bold".strip(), head), (style, event.text)]
+    return [(style, protocol.format_event(event))]
+
+
+_WITH_SENDER = (protocol.ChatMessage, protocol.Action, protocol.PrivateMessage, protocol.PrivateSent)
 
 
 class PipeConsole:
@@ -86,8 +103,7 @@ class TerminalConsole:
         from prompt_toolkit import print_formatted_text
         from prompt_toolkit.formatted_text import FormattedText
 
-        style = _STYLES.get(type(event), "")
-        print_formatted_text(FormattedText([(style, protocol.format_event(event))]))
+        print_formatted_text(FormattedText(_fragments(event)))
 
     def note(self, text: str) -> None:
         from prompt_toolkit import print_formatted_text

@@ -81,7 +81,6 @@ class ServerProcess:
         self._conn, child = context.Pipe()
         self._process = context.Process(target=_serve, args=(kind, options, child), name=f"{kind}-server", daemon=True)
         self.address: tuple | None = None
-        self.final_stats: dict | None = None
 
     @property
     def pid(self) -> int:
@@ -106,7 +105,7 @@ class ServerProcess:
         try:
             self._conn.send("stop")
             if self._conn.poll(STOP_TIMEOUT_S):
-                self.final_stats = self._conn.recv()
+                self._conn.recv()  # the counters at the end; stats() gave them already
         except (OSError, EOFError):
             pass
         self._process.join(STOP_TIMEOUT_S)

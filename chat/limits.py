@@ -11,6 +11,10 @@ from dataclasses import dataclass, fields
 from chat.protocol import MAX_LINE_BYTES
 
 
+# A queue must hold at least one block of relayed lines (16 KiB, see chat/session.py) and more.
+MIN_SENDQ_BYTES = 32 * 1024
+
+
 @dataclass(frozen=True)
 class Limits:
     """The bounds of one chat server.
@@ -40,6 +44,10 @@ class Limits:
                 raise ValueError(f"{field.name} can't be negative")
         if self.max_line_bytes < 64:
             raise ValueError("max_line_bytes must be at least 64")
+        if self.sendq_bytes < MIN_SENDQ_BYTES or self.sendq_bytes < 4 * self.max_line_bytes:
+            raise ValueError(f"sendq_bytes must hold a few lines: at least {MIN_SENDQ_BYTES} and 4 × max_line_bytes")
+        if self.registration_timeout_s <= 0:
+            raise ValueError("registration_timeout_s must be positive")
         if self.rate_lines_per_s and self.rate_burst_lines < 1:
             raise ValueError("rate_burst_lines must be at least 1 when a rate is set")
 

@@ -92,10 +92,11 @@ class LoadResult:
     """What one load measured.  ``to_dict()`` gives a JSON-ready form."""
 
     config: LoadConfig
-    sent: int
-    expected: int
+    sent: int  # messages written to the server
+    unsent: int  # scheduled but never written: the server stopped reading, or closed the sender
+    expected: int  # deliveries the scheduled messages should make (unsent ones included)
     delivered: int
-    lost: int
+    lost: int  # expected - delivered: an unsent message is lost to every user it was for
     duplicated: int
     out_of_order: int
     garbled: int  # lines that were not a whole message (the textbook server merges and splits)
@@ -183,7 +184,8 @@ def merge(config: LoadConfig, results: list[GroupResult], start_ns: int) -> Load
         counts = [pairs.get((receiver, sender), PairCount()) for receiver in receiver_names if receiver != sender]
         delivered = sum(c.delivered for c in counts)
         per_sender[sender] = {
-            "sent": sent[sender], "expected": expected, "delivered": delivered, "lost": expected - delivered,
+            "sent": sent[sender], "unsent": config.messages - sent[sender],
+            "expected": expected, "delivered": delivered, "lost": expected - delivered,
             "duplicated": sum(c.duplicated for c in counts), "out_of_order": sum(c.out_of_order for c in counts),
         }
     latencies = array("d")
@@ -196,7 +198,8 @@ def merge(config: LoadConfig, results: list[GroupResult], start_ns: int) -> Load
     firsts = [result.first_delivery_ns for result in results if result.first_delivery_ns]
     duration_s = max(0.0, (last_ns - start_ns) / 1e9)
     delivered = sum(entry["delivered"] for entry in per_sender.values())
-    total = {key: sum(entry[key] for entry in per_sender.values()) for key in ("sent", "expected", "lost", "duplicated", "out_of_order")}
+    total = {key: sum(entry[key] for entry in per_sender.values())
+             for key in ("sent", "unsent", "expected", "lost", "duplicated", "out_of_order")}
     return LoadResult(
         config=config,
         delivered=delivered,

@@ -12,11 +12,15 @@ the experiments that need it report "not measured" instead of guessing.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import subprocess
 
+log = logging.getLogger(__name__)
+
 PROBE_PORT = 9  # the discard port: nothing of ours listens there
+RULE_TAG = "chat-lab"  # every rule we add carries this comment, so leftovers can be found
 
 
 class PacketLoss:
@@ -33,19 +37,37 @@ class PacketLoss:
     def _rules(self) -> list[list[str]]:
         return [
             ["INPUT", "-i", "lo", "-p", self.transport, direction, str(self.port),
-             "-m", "statistic", "--mode", "random", "--probability", f"{self.probability:.6f}", "-j", "DROP"]
+             "-m", "statistic", "--mode", "random", "--probability", f"{self.probability:.6f}",
+             "-m", "comment", "--comment", RULE_TAG, "-j", "DROP"]
             for direction in ("--dport", "--sport")
         ]
 
     def __enter__(self) -> PacketLoss:
-        for rule in self._rules():
-            _iptables("-A", rule)
-            self._added.append(rule)
+        try:
+            for rule in self._rules():
+                _iptables("-A", rule)
+                self._added.append(rule)
+        except BaseException:
+            self.__exit__(None, None, None)  # take back what was added before the failure
+            raise
         return self
 
     def __exit__(self, *exc_info) -> None:
         while self._added:
-            _iptables("-D", self._added.pop(), check=False)
+            rule = self._added.pop()
+            try:
+                _iptables("-D", rule, check=False)
+            except (OSError, subprocess.SubprocessError) as exc:
+                log.warning("could not remove the loss rule %s: %s (sweep() removes it)", rule, exc)
+
+
+def sweep() -> int:
+    """Remove every rule of ours left behind (by a run that was killed); returns how many."""
+    listed = subprocess.run(["iptables", "-w", "-S", "INPUT"], capture_output=True, text=True, timeout=30)
+    leftovers = [line.split()[1:] for line in listed.stdout.splitlines() if f"--comment {RULE_TAG}" in line]
+    for rule in leftovers:
+        _iptables("-D", rule, check=False)
+    return len(leftovers)
 
 
 def _iptables(action: str, rule: list[str], check: bool = True) -> None:
@@ -59,6 +81,7 @@ def available() -> tuple[bool, str]:
     if shutil.which("iptables") is None:
         return False, "iptables is not installed"
     try:
+        sweep()
         with PacketLoss(PROBE_PORT, 0.5):
             pass
     except (OSError, subprocess.SubprocessError) as exc:

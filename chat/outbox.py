@@ -18,12 +18,15 @@ never interleave and stay in order.
 from __future__ import annotations
 
 import collections
+import logging
 import socket
 import threading
 
 # Non-blocking for one call, without changing the socket's mode (Linux, macOS).
 # Where it does not exist, every client is sent to by its own writer.
 _DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
+
+log = logging.getLogger(__name__)
 
 
 class Outbox:
@@ -150,7 +153,6 @@ class Flusher:
         self._waiting = False
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self.sweeps = 0  # how many sweeps ran (the mean batch is deliveries / writes)
 
     def start(self) -> None:
         self._thread.start()
@@ -178,8 +180,10 @@ class Flusher:
                 for outbox in batch:
                     outbox._marked = False
             for outbox in batch:
-                outbox.flush()
-            self.sweeps += 1
+                try:
+                    outbox.flush()
+                except Exception:  # a bug here must not stop the writes of every client
+                    log.exception("flushing %r failed", outbox)
 
     def stop(self, timeout_s: float = 5.0) -> None:
         with self._lock:

@@ -62,13 +62,10 @@ from __future__ import annotations
 
 import enum
 import re
-import unicodedata
 from dataclasses import dataclass
 
 ENCODING = "utf-8"
 MAX_LINE_BYTES = 4096  # longest line a client may send, without its LF
-MAX_NAME_CHARS = 32
-NAME_PUNCTUATION = "_-."
 
 # ---------------------------------------------------------------------------
 # Framing
@@ -189,90 +186,10 @@ def sanitize_text(text: str) -> str:
     return _UNSAFE_CHAR.sub(_visible, _ESCAPE_SEQUENCE.sub("", text))
 
 
-# ---------------------------------------------------------------------------
-# Names
-# ---------------------------------------------------------------------------
-
-
-class InvalidName(ValueError):
-    """A name that breaks the naming rules; the message says which one."""
-
-
-# Letters of category Lo that render as blank space.
-_BLANK_LETTERS = frozenset("\u115f\u1160\u3164\uffa0")
-_LETTER_CATEGORIES = frozenset({"Lu", "Ll", "Lt", "Lm", "Lo"})
-
-NAME_RULES = (
-    f"1-{MAX_NAME_CHARS} characters: letters of any script, digits, "
-    f"and {' '.join(NAME_PUNCTUATION)}"
+# Names live in chat/names.py; they are part of the protocol, so they are here too.
+from chat.names import (  # noqa: E402
+    MAX_NAME_CHARS, NAME_PUNCTUATION, NAME_RULES, InvalidName, name_key, normalize_name,
 )
-
-
-def normalize_name(raw: str) -> str:
-    """Return the name in its canonical form (NFC, trimmed) or raise InvalidName.
-
-    >>> normalize_name("  Алиса ")
-    'Алиса'
-    """
-    name = unicodedata.normalize("NFC", raw.strip(" \t"))
-    if not name:
-        raise InvalidName("a name can't be empty")
-    if len(name) > MAX_NAME_CHARS:
-        raise InvalidName(f"a name has at most {MAX_NAME_CHARS} characters")
-    for char in name:
-        if not _is_name_char(char):
-            raise InvalidName(f"{_describe_char(char)} is not allowed in a name")
-    return name
-
-
-def _is_name_char(char: str) -> bool:
-    if char in NAME_PUNCTUATION:
-        return True
-    if char in _BLANK_LETTERS:
-        return False
-    category = unicodedata.category(char)
-    return category in _LETTER_CATEGORIES or category == "Nd"
-
-
-def _describe_char(char: str) -> str:
-    label = unicodedata.name(char, "")
-    shown = f"'{char}' " if char.isprintable() and not char.isspace() else ""
-    return f"{shown}U+{ord(char):04X}{' ' + label if label else ''}"
-
-
-# Characters that look like another one, mapped (after casefolding) to one
-# representative, so that "аlice" with a Cyrillic "а", or "AIice" with a capital
-# I, can't pose as "alice".  A small, hand-made subset of Unicode's confusables
-# (UTS #39) for Cyrillic, Greek and digits: i, l, I and 1 are one class, 0 and O
-# another.  Folding too much only refuses a rare harmless name; too little
-# lets somebody impersonate.
-_LOOKALIKE_PAIRS = {
-    "авсԁеһјкмнорԛѕтԝхуүьё": "abcdehjkmhopqstwxyybe",  # Cyrillic
-    "αβεζηκμνορτυχ": "abezhkmvoptux",  # Greek
-    "iіїιıɩӏ1": "llllllll",  # the i / l / 1 class
-    "0": "o",
-}
-_LOOKALIKES = str.maketrans(
-    {
-        source: target
-        for sources, targets in _LOOKALIKE_PAIRS.items()
-        for source, target in zip(sources, targets)
-        if source != target
-    }
-)
-
-
-def name_key(name: str) -> str:
-    """The key under which a name is unique: case and lookalikes folded away.
-
-    Two names with the same key can't be online at once.
-
-    >>> name_key("Alice") == name_key("аlice") == name_key("ALICE")  # Cyrillic а
-    True
-    """
-    folded = unicodedata.normalize("NFKC", name).casefold()
-    return unicodedata.normalize("NFKC", folded).translate(_LOOKALIKES)
-
 
 # ---------------------------------------------------------------------------
 # Server-to-client events
@@ -371,6 +288,27 @@ SERVER_FULL = "server-full"
 TIMEOUT = "timeout"
 TOO_LONG = "too-long"  # UDP: a datagram over the payload limit
 NOT_JOINED = "not-joined"  # UDP: a datagram from an address that has not joined
+
+
+def welcome(name: str, online: int) -> Reply:
+    """The reply to a name that was accepted."""
+    return Reply("welcome", f"{name}, {online} online; /help lists the commands")
+
+
+def welcome_name(reply: Reply) -> str:
+    """The name a welcome reply accepted (as the server normalised it).
+
+    >>> welcome_name(welcome("Алиса", 3))
+    'Алиса'
+    """
+    return reply.text.partition(",")[0]
+
+
+def name_refused(problem: InvalidName | str) -> Error:
+    """The error for a name that breaks the rules (an InvalidName) or is taken (the name, a str)."""
+    if isinstance(problem, InvalidName):
+        return Error(NAME_INVALID, f"{problem}; names are {NAME_RULES}")
+    return Error(NAME_TAKEN, f'"{problem}" is taken (or looks like a name that is); try another')
 
 
 def format_event(event: ServerEvent) -> str:

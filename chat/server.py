@@ -28,7 +28,7 @@ from chat import protocol
 from chat.limits import Limits
 from chat.outbox import Flusher
 from chat.protocol import (
-    Action, ChatMessage, Error, Joined, LeaveReason, Left, LineTooLong, PrivateMessage,
+    Action, Error, Joined, LeaveReason, Left, LineTooLong, PrivateMessage,
     PrivateSent, Renamed, Reply, ServerClosing,
 )
 from chat.session import Session
@@ -37,6 +37,10 @@ log = logging.getLogger(__name__)
 
 EventHook = Callable[[protocol.ServerEvent], None]
 SHUTDOWN_GRACE_S = 1.0  # how long clients get to read the shutdown notice and close
+ACCEPT_RETRY_S = 0.1  # pause after a failed accept (out of descriptors), instead of spinning
+# TCP keepalive: a client that vanishes without a FIN or a reset (cable out, laptop asleep)
+# is found dead after about KEEPALIVE_IDLE_S + KEEPALIVE_COUNT * KEEPALIVE_INTERVAL_S.
+KEEPALIVE_IDLE_S, KEEPALIVE_INTERVAL_S, KEEPALIVE_COUNT = 60, 10, 3
 _SESSION_COUNTERS = ("lines_in", "bytes_in", "deliveries", "bytes_out")
 
 
@@ -101,6 +105,7 @@ class ChatServer:
         self._members: tuple[Session, ...] = ()  # the same users, for broadcasts
         self._stopping = threading.Event()
         self._accept_thread: threading.Thread | None = None
+        self._serving, self._served = threading.Event(), threading.Event()  # serve_forever entered, left
         self._flusher = Flusher()
         self._counted = Counter()  # totals of closed sessions, and server-wide counts
         self._leaves: Counter[str] = Counter()
@@ -127,12 +132,16 @@ class ChatServer:
         host, port = self.server_address
         log.info("chat server listening on %s:%s", host, port)
         self._flusher.start()
-        with selectors.DefaultSelector() as selector:
-            selector.register(self._listener, selectors.EVENT_READ)
-            selector.register(self._wake_r, selectors.EVENT_READ)
-            while not self._stopping.is_set():
-                selector.select()
-                self._accept_all()
+        self._serving.set()
+        try:
+            with selectors.DefaultSelector() as selector:
+                selector.register(self._listener, selectors.EVENT_READ)
+                selector.register(self._wake_r, selectors.EVENT_READ)
+                while not self._stopping.is_set():
+                    selector.select()
+                    self._accept_all()
+        finally:
+            self._served.set()
 
     def stop(self, timeout_s: float = 5.0) -> None:
         """Shut down: notify clients, close every connection, join every thread."""
@@ -141,6 +150,8 @@ class ChatServer:
         deadline = time.monotonic() + timeout_s
         self._stopping.set()
         self._wake_w.send(b"x")
+        if self._serving.is_set():  # in our thread (start) or in anybody's (serve_forever)
+            self._served.wait(timeout_s)
         if self._accept_thread is not None and self._accept_thread is not threading.current_thread():
             self._accept_thread.join(timeout_s)
         self._turn_away_backlog()
@@ -173,7 +184,8 @@ class ChatServer:
     @staticmethod
     def _join_sessions(sessions: list[Session], deadline: float) -> None:
         for session in sessions:
-            session.reader.join(max(0.0, deadline - time.monotonic()))
+            if session.reader.ident is not None:  # a session whose start failed has nothing to join
+                session.reader.join(max(0.0, deadline - time.monotonic()))
         for session in sessions:
             if session.reader.is_alive():
                 log.warning("%r did not stop in time", session)
@@ -186,14 +198,28 @@ class ChatServer:
                 sock, address = self._listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError as exc:  # e.g. out of file descriptors: keep serving the others
-                log.warning("accept failed: %s", exc)
+            except OSError as exc:
+                # Out of file descriptors, say: the connection stays in the backlog and the
+                # listener stays readable, so pause instead of spinning; the others carry on.
+                log.warning("accept failed: %s; pausing %g s", exc, ACCEPT_RETRY_S)
+                self._stopping.wait(ACCEPT_RETRY_S)
                 return
-            self._open_session(sock, address)
+            try:
+                self._open_session(sock, address)
+            except Exception as exc:  # e.g. no thread could be started: this connection only
+                self._abandon(sock, exc)
+
+    def _abandon(self, sock: socket.socket, exc: Exception) -> None:
+        with self._lock:
+            for session in [s for s in self._sessions if s.sock is sock]:
+                self._sessions.discard(session)
+        self.handle_error(None, exc)
+        sock.close()
 
     def _open_session(self, sock: socket.socket, address: tuple) -> None:
         sock.setblocking(True)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, int(self.nodelay))
+        _keep_alive(sock)
         with self._lock:
             self._counted["connections_total"] += 1
             full = len(self._sessions) >= self.limits.max_clients
@@ -256,10 +282,9 @@ class ChatServer:
         try:
             name = protocol.normalize_name(raw)
         except protocol.InvalidName as exc:
-            session.send_event(Error(protocol.NAME_INVALID, f"{exc}; names are {protocol.NAME_RULES}"))
+            session.send_event(protocol.name_refused(exc))
             return
         key = protocol.name_key(name)
-        session.sock.settimeout(None)  # before others can write to it; _recv sets it again if refused
         with self._lock:
             taken = key in self._by_key
             if not taken:
@@ -269,9 +294,9 @@ class ChatServer:
                 self._users_peak = max(self._users_peak, len(self._members))
                 online = len(self._members)
         if taken:
-            session.send_event(Error(protocol.NAME_TAKEN, f'"{name}" is taken (or looks like a name that is); try another'))
+            session.send_event(protocol.name_refused(name))
             return
-        session.send_event(Reply("welcome", f"{name}, {online} online; /help lists the commands"))
+        session.send_event(protocol.welcome(name, online))
         self._announce(Joined(name), exclude=session)
         log.info("%s joined from %s:%s", name, *session.address[:2])
 
@@ -279,7 +304,7 @@ class ChatServer:
         try:
             new = protocol.normalize_name(raw)
         except protocol.InvalidName as exc:
-            session.send_event(Error(protocol.NAME_INVALID, f"{exc}; names are {protocol.NAME_RULES}"))
+            session.send_event(protocol.name_refused(exc))
             return
         key = protocol.name_key(new)
         with self._lock:
@@ -291,7 +316,7 @@ class ChatServer:
                 self._by_key[key] = session
                 session.name, session.key = new, key
         if not free:
-            session.send_event(Error(protocol.NAME_TAKEN, f'"{new}" is taken (or looks like a name that is); try another'))
+            session.send_event(protocol.name_refused(new))
             return
         if old != new:
             self._announce(Renamed(old, new))
@@ -417,8 +442,16 @@ class ChatServer:
             errors=totals["errors"],
         )
 
-    def handle_error(self, session: Session, exc: BaseException) -> None:
-        """Log an unexpected exception from ``session``'s thread; it is then disconnected."""
+    def handle_error(self, session: Session | None, exc: BaseException) -> None:
+        """Log an unexpected exception from ``session``'s thread (None: while accepting); it is then disconnected."""
         with self._lock:
             self._counted["errors"] += 1
-        log.error("error serving %r", session, exc_info=exc)
+        log.error("error serving %r", session or "a new connection", exc_info=exc)
+
+
+def _keep_alive(sock: socket.socket) -> None:
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for option, value in (("TCP_KEEPIDLE", KEEPALIVE_IDLE_S), ("TCP_KEEPINTVL", KEEPALIVE_INTERVAL_S),
+                          ("TCP_KEEPCNT", KEEPALIVE_COUNT)):
+        if hasattr(socket, option):  # Linux; elsewhere the system's defaults apply
+            sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)

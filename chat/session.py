@@ -10,6 +10,7 @@ its own writer.
 from __future__ import annotations
 
 import logging
+import select
 import socket
 import threading
 import time
@@ -26,6 +27,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RECV_BYTES = 64 * 1024  # one read takes up to this much; a full read holds many lines
+# A block of chat lines is relayed, and queued, whole; past this size the reader relays what it
+# has and starts a new block, so a block stays far below the per-client queue bound.
+BATCH_BYTES = 16 * 1024
 HELLO = Reply("hello", f"chat lab; send your name ({protocol.NAME_RULES})")
 
 
@@ -50,6 +54,8 @@ class Session:
         self.registration_deadline = time.monotonic() + limits.registration_timeout_s
         self.leave_reason: LeaveReason | None = None
         self.leave_detail = ""
+        self.leaving = threading.Event()  # set with the leave reason: the reader stops at its next step
+        self._reason_lock = threading.Lock()
         self.timed_out = False
         # Counters; each is written by one thread only, read by anyone.
         self.lines_in = 0
@@ -91,10 +97,11 @@ class Session:
             pass  # already closed by the peer or by us
 
     def set_leave_reason(self, reason: LeaveReason, detail: str = "") -> None:
-        """Record why the client leaves; the first reason recorded wins."""
-        if self.leave_reason is None:
-            self.leave_reason = reason
-            self.leave_detail = detail
+        """Record why the client leaves (the first reason wins) and tell the reader to stop."""
+        with self._reason_lock:
+            if self.leave_reason is None:
+                self.leave_reason, self.leave_detail = reason, detail
+        self.leaving.set()
 
     # -- writer thread ------------------------------------------------------
 
@@ -122,7 +129,7 @@ class Session:
             self.server._retire(self)
 
     def _read_until_done(self) -> None:
-        while self.leave_reason is None:
+        while not self.leaving.is_set():
             data = self._recv()
             if not data:
                 self.set_leave_reason(LeaveReason.CONNECTION_LOST)
@@ -131,52 +138,76 @@ class Session:
             self._handle(self.decoder.feed(data))
 
     def _recv(self) -> bytes:
-        if self.name is not None:
-            return self.sock.recv(RECV_BYTES)
-        remaining = self.registration_deadline - time.monotonic()
-        try:
-            if remaining <= 0:
-                raise TimeoutError
-            self.sock.settimeout(remaining)
-            return self.sock.recv(RECV_BYTES)
-        except TimeoutError:
-            self.timed_out = True
-            seconds = self.server.limits.registration_timeout_s
-            self.send_event(Error(protocol.TIMEOUT, f"no valid name within {seconds:g} s; goodbye"))
+        """The next bytes; before registration, b"" once the registration time is up.
+
+        The deadline is kept with poll(), never with a socket timeout: a timeout
+        applies to every thread using the socket, the flusher's sends included.
+        """
+        if self.name is None and not self._readable_before_deadline():
+            self._time_out()
             return b""
+        return self.sock.recv(RECV_BYTES)
+
+    def _readable_before_deadline(self) -> bool:
+        remaining = self.registration_deadline - time.monotonic()
+        if remaining <= 0:
+            return False
+        poller = select.poll()
+        poller.register(self.sock, select.POLLIN)
+        return bool(poller.poll(remaining * 1000))
+
+    def _time_out(self) -> None:
+        self.timed_out = True
+        seconds = self.server.limits.registration_timeout_s
+        self.send_event(Error(protocol.TIMEOUT, f"no valid name within {seconds:g} s; goodbye"))
+        self.set_leave_reason(LeaveReason.CONNECTION_LOST)
 
     def _handle(self, items: list[str | LineTooLong]) -> None:
-        """Act on the lines of one read; consecutive chat messages are relayed as one batch."""
+        """Act on the lines of one read; consecutive chat messages are relayed in batches."""
         batch: list[bytes] = []
+        batch_bytes = 0
         for item in items:
-            if self.bucket is not None and self._wait_for_token(batch):
+            if self._must_stop() or (self.bucket is not None and self._wait_for_token(batch)):
                 return
+            batch_bytes = batch_bytes if batch else 0  # a pause relays the batch
             self.lines_in += 1
             if self.name is not None and type(item) is str:
                 command = protocol.parse_command(item)
                 if type(command) is protocol.Say:
                     text = protocol.sanitize_text(command.text)
                     batch.append(protocol.encode_event(protocol.ChatMessage(self.name, text)))
+                    batch_bytes += len(batch[-1])
+                    if batch_bytes >= BATCH_BYTES:
+                        self._relay(batch)
+                        batch_bytes = 0
                     continue
             else:
                 command = item
             self._relay(batch)
+            batch_bytes = 0
             self.server._execute(self, command)
-            if self.leave_reason is not None:
-                return
         self._relay(batch)
+
+    def _must_stop(self) -> bool:
+        """Checked before every line: a read can hold thousands, and the reader must not outlive its client."""
+        if self.leaving.is_set():
+            return True
+        if self.name is None and time.monotonic() > self.registration_deadline:
+            self._time_out()
+            return True
+        return False
 
     def _wait_for_token(self, batch: list[bytes]) -> bool:
         """Flood control: pause this reader until the client may send again.
 
         While we wait, TCP's flow control pushes back on the sender.  Returns
-        True if the server is stopping.
+        True if the client is leaving meanwhile (dropped, or the server stops).
         """
         delay = self.bucket.take(time.monotonic())
         if delay <= 0:
             return False
         self._relay(batch)  # what was read before the pause goes out now
-        return self.server._stopping.wait(delay)
+        return self.leaving.wait(delay)
 
     def _relay(self, batch: list[bytes]) -> None:
         if batch:

@@ -31,6 +31,7 @@ from chat.loadgen import LoadConfig, run_load
 STEADY_USERS = 20
 STEADY_RATE_PER_S = 100.0  # 5 lines/s per user, within the default flood limit of 10
 CHURN_TIMEOUT_S = 5.0
+CHURN_IN_FLIGHT = 1  # churn actions run one after another: at most one of their connections is open
 WARM_UP_WINDOWS = 1
 
 
@@ -43,21 +44,29 @@ def _connect(address: tuple, rcvbuf_bytes: int | None = None) -> socket.socket:
     return sock
 
 
-def _read_until(sock: socket.socket, marker: bytes) -> bytes:
-    received = b""
-    while marker not in received:
-        data = sock.recv(65536)
-        if not data:
-            break
-        received += data
-    return received
+def _read_until(sock: socket.socket, wanted: Callable[[protocol.ServerEvent], bool]) -> protocol.ServerEvent:
+    """Read events until one is ``wanted``; ConnectionError if the server closes first."""
+    decoder = protocol.LineDecoder()
+    while data := sock.recv(65536):
+        for line in decoder.feed(data):
+            event = protocol.parse_event(line) if isinstance(line, str) else None
+            if event is not None and wanted(event):
+                return event
+    raise ConnectionError("the server closed the connection")
+
+
+def _reply(topic: str) -> Callable[[protocol.ServerEvent], bool]:
+    return lambda event: isinstance(event, protocol.Reply) and event.topic == topic
+
+
+def _error(code: str) -> Callable[[protocol.ServerEvent], bool]:
+    return lambda event: isinstance(event, protocol.Error) and event.code == code
 
 
 def _register(address: tuple, name: str, **options) -> socket.socket:
     sock = _connect(address, **options)
     sock.sendall(protocol.encode_line(name))
-    if b"= welcome: " not in _read_until(sock, b"= welcome: "):
-        raise ConnectionError(f"{name} was not welcomed")
+    _read_until(sock, _reply("welcome"))
     return sock
 
 
@@ -73,7 +82,7 @@ def polite(address, name, rng):
     for i in range(rng.randint(1, 3)):
         sock.sendall(protocol.encode_line(f"привет {i} от {name}"))
     sock.sendall(b"/quit bye\n")
-    _read_until(sock, b"= bye")
+    _read_until(sock, _reply("bye"))
     sock.close()
 
 
@@ -85,7 +94,7 @@ def vanish_mid_line(address, name, rng):
 
 def never_register(address, name, rng):
     sock = _connect(address)
-    _read_until(sock, b"\n")
+    _read_until(sock, _reply("hello"))
     sock.close()
 
 
@@ -98,7 +107,7 @@ def garbage(address, name, rng):
 def overlong_line(address, name, rng):
     sock = _register(address, name)
     sock.sendall(b"z" * 20_000 + b"\n")
-    _read_until(sock, b"! line-too-long")
+    _read_until(sock, _error(protocol.LINE_TOO_LONG))
     sock.close()
 
 
@@ -106,7 +115,7 @@ def bad_names(address, name, rng):
     sock = _connect(address)
     for bad in ("", "два слова", "\x1b[31mred", "a" * 50, "rtl\u202e"):
         sock.sendall(protocol.encode_line(bad))
-        _read_until(sock, b"! name-")
+        _read_until(sock, lambda event: isinstance(event, protocol.Error) and event.code.startswith("name-"))
     sock.close()
 
 
@@ -114,7 +123,7 @@ def nick_changes(address, name, rng):
     sock = _register(address, name)
     sock.sendall(protocol.encode_line(f"/nick {name}x"))
     sock.sendall(b"/who\n")
-    _read_until(sock, b"= who: ")
+    _read_until(sock, _reply("who"))
     sock.close()
 
 
@@ -161,6 +170,13 @@ class Churn:
         self._thread.join(CHURN_TIMEOUT_S * 2)
 
 
+def _wait_until_users_left(server: ServerProcess, timeout_s: float = 5.0) -> None:
+    """The window's users are closing as it ends: sample threads and memory once they are gone."""
+    deadline = time.monotonic() + timeout_s
+    while server.stats()["connections_now"] > CHURN_IN_FLIGHT and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 def run_soak(seconds: float, window_s: float = 5.0, seed: int = 0, step: Callable[[str], None] | None = None) -> dict:
     """Soak a server for about ``seconds``; return the windows and the verdicts."""
     window_s = min(window_s, seconds / 4)  # at least four windows, to see a trend
@@ -176,6 +192,7 @@ def run_soak(seconds: float, window_s: float = 5.0, seed: int = 0, step: Callabl
                 if step is not None:
                     step(f"soak: window {index + 1} of {windows_total}")
                 result = run_load(server.address, config)
+                _wait_until_users_left(server)
                 status = read_proc_status(server.pid)
                 windows.append({
                     "t_s": round(time.monotonic() - started, 2),

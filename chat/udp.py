@@ -20,7 +20,7 @@ import heapq
 import itertools
 import logging
 import random
-import selectors
+import select
 import socket
 import threading
 import time
@@ -29,23 +29,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from chat import protocol
-from chat.clientbase import ClientBase, Disconnected, NameRefused, check_line, stop_thread
 from chat.protocol import (
     Action, ChatMessage, Error, Joined, LeaveReason, Left, PrivateMessage, PrivateSent, Renamed, Reply,
     ServerClosing,
 )
-from chat.stats import SequenceTracker
 
 log = logging.getLogger(__name__)
 
 DEFAULT_UDP_PORT = 8001
 MEMBER_TIMEOUT_S = 30.0  # a member silent for this long is dropped
-HEARTBEAT_S = 5.0  # a client pings this often; well under the server's timeout
 RECV_BYTES = 65536  # the largest datagram, so an oversized one is seen whole, not cut
 MAX_CHECK_INTERVAL_S = 1.0  # how often, at most, the server looks for silent members
-MIN_WAIT_S = 0.001
-DEAD_AFTER_HEARTBEATS = 3  # a client that hears nothing for this many heartbeats gives up
-JOIN_ATTEMPTS = 3  # /join is resent if no answer comes: datagrams get lost
 
 
 @dataclass(frozen=True)
@@ -69,7 +63,7 @@ class Faults:
             raise ValueError("delay and jitter can't be negative")
 
     @property
-    def delays(self) -> bool:
+    def has_delay(self) -> bool:
         return self.delay_s > 0 or self.jitter_s > 0
 
 
@@ -89,6 +83,7 @@ class UDPServerStats:
     delayed: int = 0
     members_now: int = 0
     members_peak: int = 0
+    send_failures: int = 0  # datagrams the system would not take (a full buffer): lost, as UDP allows
     refused: dict[str, int] = field(default_factory=dict)  # error lines sent, by code
     leaves: dict[str, int] = field(default_factory=dict)  # by reason
     errors: int = 0  # unexpected exceptions handled (a bug if not 0)
@@ -126,7 +121,7 @@ class UDPChatServer:
         self._members_peak = 0
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
-        self._delayer = _Delayer(self._sock) if self.faults.delays else None
+        self._delayer = _Delayer(self._sock) if self.faults.has_delay else None
 
     def __repr__(self) -> str:
         return f"<UDPChatServer {self.server_address[0]}:{self.server_address[1]} members={len(self._members)}>"
@@ -142,29 +137,37 @@ class UDPChatServer:
         log.info("UDP chat server on %s:%s", *self.server_address)
         if self._delayer is not None:
             self._delayer.start()
-        interval = self.check_interval_s
-        next_check = time.monotonic() + interval
+        # Non-blocking, and waits with poll(): a socket timeout would also make sendto() wait.
+        self._sock.setblocking(False)
+        poller = select.poll()
+        poller.register(self._sock, select.POLLIN)
+        next_check = time.monotonic() + self.check_interval_s
         while not self._stopping.is_set():
-            try:
-                # Never 0: settimeout(0) would make the socket non-blocking, not "check now".
-                self._sock.settimeout(max(MIN_WAIT_S, next_check - time.monotonic()))
-                data, address = self._sock.recvfrom(RECV_BYTES)
-            except TimeoutError:
-                data = None
-            except OSError as exc:
-                if self._stopping.is_set() or self._sock.fileno() < 0:
-                    break
-                log.warning("receiving failed: %s", exc)  # the socket is still ours: carry on
-                data = None
+            poller.poll(max(0.0, next_check - time.monotonic()) * 1000)
+            if not self._receive_waiting():
+                break
             now = time.monotonic()
-            if data is not None and not self._stopping.is_set():
-                try:
-                    self._handle(data, address, now)
-                except Exception as exc:  # one bad datagram never stops the server
-                    self.handle_error(address, exc)
             if now >= next_check:
                 self._expire(now)
-                next_check = now + interval
+                next_check = now + self.check_interval_s
+
+    def _receive_waiting(self) -> bool:
+        """Handle every datagram waiting; False once the socket is gone (stopped)."""
+        while not self._stopping.is_set():
+            try:
+                data, address = self._sock.recvfrom(RECV_BYTES)
+            except BlockingIOError:
+                return True
+            except OSError as exc:
+                if self._sock.fileno() < 0:
+                    return False
+                log.warning("receiving failed: %s", exc)  # the socket is still ours: carry on
+                return True
+            try:
+                self._handle(data, address, time.monotonic())
+            except Exception as exc:  # one bad datagram never stops the server
+                self.handle_error(address, exc)
+        return False
 
     def stop(self, timeout_s: float = 5.0) -> None:
         """Tell the members, stop the threads, close the socket."""
@@ -198,7 +201,7 @@ class UDPChatServer:
     def _handle(self, data: bytes, address: tuple, now: float) -> None:
         self._counts["datagrams_in"] += 1
         if len(data) > self.max_payload_bytes:
-            self._refuse(address, protocol.TOO_LONG, f"a datagram may have {self.max_payload_bytes} bytes; that one had {len(data)}")
+            self._refuse(address, Error(protocol.TOO_LONG, f"a datagram may have {self.max_payload_bytes} bytes; that one had {len(data)}"))
             return
         seq, line = protocol.decode_datagram(data)
         command = protocol.parse_datagram_command(line)
@@ -217,7 +220,7 @@ class UDPChatServer:
             case protocol.Quit():
                 pass
             case _:
-                self._refuse(address, protocol.NOT_JOINED, "send /join NAME first")
+                self._refuse(address, Error(protocol.NOT_JOINED, "send /join NAME first"))
 
     def _execute(self, member: Member, command, seq: int | None) -> None:
         match command:
@@ -230,7 +233,7 @@ class UDPChatServer:
             case protocol.Nick(raw):
                 self._rename(member, raw)
             case protocol.Who():
-                self._reply(member.address, Reply("who", f"{len(self.users())} online: {', '.join(self.users())}"))
+                self._reply(member.address, self._who())
             case protocol.Help():
                 for usage, meaning in (*protocol.COMMAND_HELP, ("/ping", "a heartbeat: tells the server you are here")):
                     self._reply(member.address, Reply("help", f"{usage} - {meaning}"))
@@ -239,8 +242,11 @@ class UDPChatServer:
             case protocol.Quit(reason):
                 self._reply(member.address, Reply("bye", "see you"))
                 self._leave(member, LeaveReason.QUIT, protocol.sanitize_text(reason))
+            case protocol.Join(raw) if self._same_name(raw, member):
+                # The welcome was lost and the join resent: welcome again.
+                self._reply(member.address, protocol.welcome(member.name, len(self._members)))
             case protocol.Join():
-                self._refuse(member.address, protocol.USAGE, f"you are {member.name} already; /nick changes it")
+                self._refuse(member.address, Error(protocol.USAGE, f"you are {member.name} already; /nick changes it"))
             case protocol.BadCommand(error):
                 self._reply(member.address, error)
             case protocol.Empty():
@@ -252,24 +258,41 @@ class UDPChatServer:
         with self._lock:
             return sorted((member.name for member in self._members.values()), key=str.casefold)
 
+    @staticmethod
+    def _same_name(raw: str, member: Member) -> bool:
+        try:
+            return protocol.name_key(protocol.normalize_name(raw)) == protocol.name_key(member.name)
+        except protocol.InvalidName:
+            return False
+
+    def _who(self) -> Reply:
+        """Who is online, cut short if needed so that the reply fits in one datagram."""
+        names = self.users()
+        for shown in range(len(names), -1, -1):
+            more = f" and {len(names) - shown} more" if shown < len(names) else ""
+            reply = Reply("who", f"{len(names)} online: {', '.join(names[:shown])}{more}")
+            if len(protocol.encode_datagram(protocol.format_event(reply))) <= self.max_payload_bytes:
+                return reply
+        return Reply("who", f"{len(names)} online")
+
     def _join(self, raw: str, address: tuple, now: float) -> None:
         try:
             name = protocol.normalize_name(raw)
         except protocol.InvalidName as exc:
-            self._refuse(address, protocol.NAME_INVALID, f"{exc}; names are {protocol.NAME_RULES}")
+            self._refuse(address, protocol.name_refused(exc))
             return
         key = protocol.name_key(name)
         if key in self._members:
-            self._refuse(address, protocol.NAME_TAKEN, f'"{name}" is taken (or looks like a name that is); try another')
+            self._refuse(address, protocol.name_refused(name))
             return
         if len(self._members) >= self.max_members:
-            self._refuse(address, protocol.SERVER_FULL, f"{self.max_members} members are here; try again later")
+            self._refuse(address, Error(protocol.SERVER_FULL, f"{self.max_members} members are here; try again later"))
             return
         with self._lock:
             self._members[key] = Member(name, address, now)
             self._by_address[address] = key
             self._members_peak = max(self._members_peak, len(self._members))
-        self._reply(address, Reply("welcome", f"{name}, {len(self._members)} online; /help lists the commands"))
+        self._reply(address, protocol.welcome(name, len(self._members)))
         self._announce(Joined(name), exclude=key)
         log.info("%s joined from %s:%s", name, *address[:2])
 
@@ -277,11 +300,11 @@ class UDPChatServer:
         try:
             new = protocol.normalize_name(raw)
         except protocol.InvalidName as exc:
-            self._refuse(member.address, protocol.NAME_INVALID, f"{exc}; names are {protocol.NAME_RULES}")
+            self._refuse(member.address, protocol.name_refused(exc))
             return
         old_key, new_key = protocol.name_key(member.name), protocol.name_key(new)
         if new_key != old_key and new_key in self._members:
-            self._refuse(member.address, protocol.NAME_TAKEN, f'"{new}" is taken (or looks like a name that is); try another')
+            self._refuse(member.address, protocol.name_refused(new))
             return
         if new == member.name:
             return
@@ -313,7 +336,7 @@ class UDPChatServer:
         """A member's message to every other member, through the fault injection."""
         payload = protocol.encode_datagram(protocol.format_event(event), seq)
         if len(payload) > self.max_payload_bytes:
-            self._refuse(sender.address, protocol.TOO_LONG, f"relayed, that message would pass {self.max_payload_bytes} bytes")
+            self._refuse(sender.address, Error(protocol.TOO_LONG, f"relayed, that message would pass {self.max_payload_bytes} bytes"))
             return
         for member in list(self._members.values()):
             if member is not sender:
@@ -323,7 +346,7 @@ class UDPChatServer:
         target = self._members.get(protocol.name_key(recipient))
         if target is None:
             shown = protocol.sanitize_text(recipient[: protocol.MAX_NAME_CHARS])
-            self._refuse(sender.address, protocol.NO_SUCH_USER, f'nobody here is called "{shown}"')
+            self._refuse(sender.address, Error(protocol.NO_SUCH_USER, f'nobody here is called "{shown}"'))
             return
         self._send_faulty(protocol.encode_datagram(protocol.format_event(PrivateMessage(sender.name, text))), target.address)
         self._reply(sender.address, PrivateSent(target.name, text))
@@ -354,15 +377,15 @@ class UDPChatServer:
     def _reply(self, address: tuple, event) -> None:
         self._send(protocol.encode_datagram(protocol.format_event(event)), address)
 
-    def _refuse(self, address: tuple, code: str, text: str) -> None:
-        self._refused[code] += 1
-        self._reply(address, Error(code, text))
+    def _refuse(self, address: tuple, error: Error) -> None:
+        self._refused[error.code] += 1
+        self._reply(address, error)
 
     def _send(self, payload: bytes, address: tuple) -> None:
         try:
             self._sock.sendto(payload, address)
             self._counts["datagrams_out"] += 1
-        except OSError as exc:  # UDP promises nothing; a full buffer loses the datagram
+        except OSError as exc:  # a full buffer (the socket is non-blocking): UDP promises nothing
             self._counts["send_failures"] += 1
             log.debug("sending to %s failed: %s", address, exc)
 
@@ -374,7 +397,8 @@ class UDPChatServer:
         return UDPServerStats(
             datagrams_in=self._counts["datagrams_in"], datagrams_out=self._counts["datagrams_out"],
             deliveries=self._counts["deliveries"], dropped=self._counts["dropped"], delayed=self._counts["delayed"],
-            members_now=members_now, members_peak=self._members_peak, refused=dict(self._refused),
+            members_now=members_now, members_peak=self._members_peak, send_failures=self._counts["send_failures"],
+            refused=dict(self._refused),
             leaves=dict(self._leaves), errors=self._counts["errors"],
         )
 
@@ -424,161 +448,7 @@ class _Delayer:
             self._thread.join(timeout_s)
 
 
-class UDPChatClient(ClientBase):
-    """One chat user over UDP, with the same API as :class:`chat.client.ChatClient`.
+# The client lives in chat/udpclient.py; it is importable from here too.
+from chat.udpclient import UDPChatClient, connect  # noqa: E402
 
-    One thread receives (as the assignment asks) and sends the heartbeats.
-    ``sequence_stats()`` tells, per sender, how many messages arrived, how
-    many are missing (gaps in the numbering), duplicated or out of order.
-    """
-
-    def __init__(self, *, heartbeat_s: float = HEARTBEAT_S, **options) -> None:
-        super().__init__(**options)
-        self.heartbeat_s = heartbeat_s
-        self._sock: socket.socket | None = None
-        self._receiver: threading.Thread | None = None
-        self._closing = False
-        self._seq = itertools.count()
-        self._trackers: dict[str, SequenceTracker] = {}
-        self._last_sent = self._last_heard = time.monotonic()
-        self._send_lock = threading.Lock()
-
-    def open(self, address: tuple) -> UDPChatClient:
-        """Point the socket at the server and start receiving (UDP has nothing to connect)."""
-        self._sock = socket.socket(socket.AF_INET6 if ":" in address[0] else socket.AF_INET, socket.SOCK_DGRAM)
-        self._sock.connect(address)  # a connected UDP socket hears only the server
-        self._sock.setblocking(False)
-        self._wake_r, self._wake_w = socket.socketpair()  # close() wakes the receive thread with it
-        self._last_heard = time.monotonic()
-        self._receiver = threading.Thread(target=self._receive, name="udp-client", daemon=True)
-        self._receiver.start()
-        return self
-
-    def register(self, name: str) -> str:
-        """Join as ``name``; the join is resent if no answer comes.  Raises :class:`NameRefused`."""
-        for _ in range(JOIN_ATTEMPTS):
-            self.send(f"/join {name}")
-            try:
-                event = self.wait_for(lambda e: (isinstance(e, Reply) and e.topic == "welcome")
-                                      or isinstance(e, Error), self.timeout_s / JOIN_ATTEMPTS)
-            except TimeoutError:
-                continue
-            if isinstance(event, Error) and event.code in (protocol.NAME_INVALID, protocol.NAME_TAKEN):
-                raise NameRefused(event)
-            if isinstance(event, Error):
-                raise ConnectionError(f"joining failed: {protocol.format_event(event)}")
-            self.name = event.text.partition(",")[0]
-            self._receiver.name = f"udp-client-{self.name}"
-            return self.name
-        raise TimeoutError(f"no answer from the UDP server at {self._sock.getpeername()}")
-
-    def _is_open(self) -> bool:
-        return self._sock is not None
-
-    # -- receiving and heartbeats ---------------------------------------------------------------------
-
-    def _receive(self) -> None:
-        with selectors.DefaultSelector() as selector:
-            selector.register(self._sock, selectors.EVENT_READ)
-            selector.register(self._wake_r, selectors.EVENT_READ)
-            reason = None
-            while reason is None and not self._closing:
-                selector.select(self._until_heartbeat_s())
-                reason = self._receive_waiting() or self._heartbeat()
-        self._file(Disconnected(reason or "closed by us"))
-
-    def _receive_waiting(self) -> str | None:
-        """File every datagram waiting; a reason to stop, or None."""
-        while not self._closing:
-            try:
-                data = self._sock.recv(RECV_BYTES)
-            except BlockingIOError:
-                return None
-            except OSError as exc:  # e.g. ECONNREFUSED: nobody listens at the server's port
-                return f"the server can't be reached ({exc.strerror or exc})"
-            self._last_heard = time.monotonic()
-            self._accept(data)
-            if isinstance(self.transcript[-1], ServerClosing):
-                return "the server is shutting down"
-        return None
-
-    def _until_heartbeat_s(self) -> float:
-        return max(0.0, self._last_sent + self.heartbeat_s - time.monotonic())
-
-    def _accept(self, data: bytes) -> None:
-        seq, line = protocol.decode_datagram(data)
-        event = protocol.parse_event(line)
-        if seq is not None and isinstance(event, (ChatMessage, Action)):
-            self._trackers.setdefault(event.sender, SequenceTracker()).record(seq)
-        self._file(event)
-
-    def _heartbeat(self) -> str | None:
-        """Ping when due; a reason to stop if the server has been silent too long (it answers pings)."""
-        now = time.monotonic()
-        if now - self._last_sent >= self.heartbeat_s:
-            try:
-                self.send("/ping")
-            except OSError:
-                pass
-        if now - self._last_heard > self.heartbeat_s * DEAD_AFTER_HEARTBEATS:
-            return "no answer from the server"
-        return None
-
-    def sequence_stats(self) -> dict[str, dict[str, int]]:
-        """Per sender: messages received, missing (gaps), duplicated, out of order."""
-        return {
-            sender: {"received": t.received, "missing": t.missing(), "duplicated": t.duplicated,
-                     "out_of_order": t.out_of_order}
-            for sender, t in sorted(self._trackers.items())
-        }
-
-    # -- sending ------------------------------------------------------------------------------------------------
-
-    def send(self, line: str, seq: int | None = None) -> None:
-        """Send one raw line as one datagram (numbered if ``seq`` is given)."""
-        check_line(line)
-        if self._sock is None:
-            raise ConnectionError("not open")
-        with self._send_lock:
-            try:
-                self._sock.send(protocol.encode_datagram(line, seq))
-            except BlockingIOError:
-                pass  # the socket's buffer is full: like any datagram, this one is lost
-            self._last_sent = time.monotonic()
-
-    def say(self, text: str) -> None:
-        """Send a numbered chat message to everybody else."""
-        self.send(protocol.format_command(protocol.Say(text)), next(self._seq))
-
-    def me(self, text: str) -> None:
-        self.send(protocol.format_command(protocol.Me(text)), next(self._seq))
-
-    def who(self, timeout_s: float | None = None) -> list[str]:
-        reply = self._request("/who", "who", timeout_s, attempts=JOIN_ATTEMPTS)
-        listed = reply.text.partition(": ")[2]
-        return listed.split(", ") if listed else []
-
-    def quit(self, reason: str = "") -> None:
-        """Leave (the /quit is resent if the goodbye does not come back) and close."""
-        if self._sock is not None and self.name is not None and self._disconnected is None:
-            try:
-                self._request(protocol.format_command(protocol.Quit(reason)), "bye", self.timeout_s, attempts=JOIN_ATTEMPTS)
-            except (OSError, TimeoutError):
-                pass
-        self.close()
-
-    def close(self) -> None:
-        """Stop the receive thread, then close the socket (never under a running thread)."""
-        if self._sock is None or self._closing:
-            return
-        self._closing = True
-        self._wake_w.send(b"x")  # ends the receive thread's wait at once
-        if stop_thread(self._receiver, self.timeout_s):
-            for sock in (self._sock, self._wake_r, self._wake_w):
-                sock.close()
-        self._file(Disconnected("closed by us"))
-
-
-def connect(address: tuple, name: str, **options) -> UDPChatClient:
-    """Shorthand for ``UDPChatClient(**options).connect(address, name)``."""
-    return UDPChatClient(**options).connect(address, name)
+__all__ = ["DEFAULT_UDP_PORT", "Faults", "UDPChatClient", "UDPChatServer", "UDPServerStats", "connect"]

@@ -12,9 +12,8 @@ import selectors
 import socket
 
 from chat import protocol
-from chat.usergroup import RECV_BYTES, UserGroup, _User, message_text, now_ns
-
-JOIN_ATTEMPTS = 3
+from chat.udpclient import JOIN_ATTEMPTS
+from chat.usergroup import RECV_BYTES, UserGroup, _User, _welcomed, now_ns
 
 
 class UDPUserGroup(UserGroup):
@@ -24,29 +23,28 @@ class UDPUserGroup(UserGroup):
         sock = socket.socket(socket.AF_INET6 if ":" in self.plan.address[0] else socket.AF_INET, socket.SOCK_DGRAM)
         sock.connect(self.plan.address)
         sock.settimeout(self.plan.connect_timeout_s / JOIN_ATTEMPTS)
-        join = protocol.encode_datagram(f"/join {name}")
+        user = _User(name, sock, slot, stalled)
+        user.out = collections.deque()  # datagrams, not a byte stream
         for _ in range(JOIN_ATTEMPTS):
-            sock.send(join)
+            sock.send(protocol.encode_datagram(f"/join {name}"))
             try:
-                while not (reply := sock.recv(RECV_BYTES)).startswith((b"= welcome: ", b"! ")):
+                while not self._receive_one(user, sock.recv(RECV_BYTES)):
                     continue  # another user's join, arriving first
             except TimeoutError:
                 continue
-            if reply.startswith(b"! "):
-                raise ConnectionError(f"{name} was refused: {reply!r}")
-            break
-        else:
-            raise ConnectionError(f"{name}: no answer to /join")
-        sock.setblocking(False)
-        user = _User(name, sock, slot, stalled)
-        user.out = collections.deque()  # datagrams, not a byte stream
-        return user
+            sock.setblocking(False)
+            return user
+        raise ConnectionError(f"{name}: no answer to /join")
 
-    def _queue(self, user: _User, scheduled_ns: int) -> None:
-        text = message_text(user.next_seq, scheduled_ns, self.plan.message_bytes, self.plan.alphabet)
-        user.out.append(protocol.encode_datagram(protocol.format_command(protocol.Say(text)), user.next_seq))
-        user.next_seq += 1
-        self._sending.add(user)
+    def _receive_one(self, user: _User, data: bytes) -> bool:
+        """Store one datagram as a line; True if it was our welcome (ConnectionError if a refusal)."""
+        _, line = protocol.decode_datagram(data)
+        self._store(user, now_ns(), protocol.encode_line(line))
+        return _welcomed(user.name, [protocol.parse_event(line)])
+
+    def _append(self, user: _User, line: str) -> None:
+        """Over UDP, a line is a datagram of its own, numbered."""
+        user.out.append(protocol.encode_datagram(line, user.next_seq))
 
     def _send_some(self, user: _User, selector: selectors.BaseSelector) -> bool:
         sent = 0
@@ -71,6 +69,5 @@ class UDPUserGroup(UserGroup):
                 data = user.sock.recv(RECV_BYTES)
             except (BlockingIOError, ConnectionRefusedError):
                 return received
-            _, line = protocol.decode_datagram(data)
-            self._store(user, now_ns(), protocol.encode_line(line))
+            self._receive_one(user, data)
             received = True

@@ -91,9 +91,14 @@ def _precise_selector(users: list) -> selectors.BaseSelector:
     return selectors.DefaultSelector()
 
 
-def _has_welcome_line(received: bytes) -> bool:
-    _, found, rest = received.partition(b"= welcome: ")
-    return bool(found) and b"\n" in rest
+def _welcomed(name: str, events: list) -> bool:
+    """True if ``events`` hold the welcome; ConnectionError if they hold a refusal."""
+    for event in events:
+        if isinstance(event, protocol.Error):
+            raise ConnectionError(f"{name} was refused: {protocol.format_event(event)}")
+        if isinstance(event, protocol.Reply) and event.topic == "welcome":
+            return True
+    return False
 
 
 @dataclass
@@ -195,17 +200,15 @@ class UserGroup:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.sendall(protocol.encode_line(name))
         user = _User(name, sock, slot, stalled)
-        received = b""
-        while not _has_welcome_line(received):
+        decoder = protocol.LineDecoder(1 << 20)
+        while True:
             data = sock.recv(RECV_BYTES)
-            received += data
-            if not data or b"\n! " in b"\n" + received:
-                raise ConnectionError(f"{name} was not welcomed: {received[-300:]!r}")
-        rest = received.split(b"= welcome: ", 1)[1].partition(b"\n")[2]
-        if rest:
-            self._store(user, now_ns(), rest)
-        sock.setblocking(False)
-        return user
+            if not data:
+                raise ConnectionError(f"{name}: the server closed the connection before welcoming")
+            self._store(user, now_ns(), data)  # kept like everything else: the analysis skips replies
+            if _welcomed(name, [protocol.parse_event(line) for line in decoder.feed(data) if type(line) is str]):
+                sock.setblocking(False)
+                return user
 
     # -- running -----------------------------------------------------------------------
 
@@ -281,6 +284,9 @@ class UserGroup:
         queued = 0
         while schedule and schedule[0][0] <= now:
             due, slot, user = heapq.heappop(schedule)
+            if user.closed:  # the server closed this sender: what it had left is never sent
+                queued += self.plan.messages - user.next_seq
+                continue
             self._queue(user, due)
             self._lag_us.append((now - due) / 1e3)
             queued += 1
@@ -304,16 +310,24 @@ class UserGroup:
             return 0
         queued = 0
         for user in senders:
-            for _ in range(min(plan.burst, plan.messages - user.next_seq)):
-                self._queue(user, now)
-                queued += 1
+            count = min(plan.burst, plan.messages - user.next_seq)
+            if user.closed:  # the server closed this sender: its bursts are never sent
+                user.next_seq += count
+            else:
+                for _ in range(count):
+                    self._queue(user, now)
+            queued += count
         return queued
 
     def _queue(self, user: _User, scheduled_ns: int) -> None:
         text = message_text(user.next_seq, scheduled_ns, self.plan.message_bytes, self.plan.alphabet)
-        user.out += protocol.encode_line(text)
+        self._append(user, protocol.format_command(protocol.Say(text)))
         user.next_seq += 1
         self._sending.add(user)
+
+    def _append(self, user: _User, line: str) -> None:
+        """Add one line to what ``user`` will write (over TCP: to its byte stream)."""
+        user.out += protocol.encode_line(line)
 
     def _flush(self, selector: selectors.BaseSelector) -> bool:
         progress = False
@@ -322,6 +336,9 @@ class UserGroup:
         return progress
 
     def _send_some(self, user: _User, selector: selectors.BaseSelector) -> bool:
+        if user.closed:
+            self._sending.discard(user)
+            return False
         try:
             sent = user.sock.send(user.out)
         except BlockingIOError:

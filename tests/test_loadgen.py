@@ -28,7 +28,7 @@ def test_counts_drops_duplicates_and_reordering_exactly(processes):
     assert result.garbled == 0
     for sender in ("u0", "u1", "u2"):
         assert result.per_sender[sender] == {
-            "sent": MESSAGES, "expected": MESSAGES * receivers_per_sender,
+            "sent": MESSAGES, "unsent": 0, "expected": MESSAGES * receivers_per_sender,
             "delivered": (MESSAGES - 4) * receivers_per_sender, "lost": 4 * receivers_per_sender,
             "duplicated": 4 * receivers_per_sender, "out_of_order": 4 * receivers_per_sender,
         }

@@ -162,6 +162,10 @@ def test_names_are_trimmed_and_nfc_normalized():
         ("a*b", "'*'"),
         ("a:b", "':'"),
         ("esc\x1b", "U+001B"),
+        ("аlice", "one script"),  # a Cyrillic а among Latin letters
+        ("bօb", "one script"),  # an Armenian օ
+        ("ɑlice", "U+0251"),  # IPA alpha: phonetic letters only imitate
+        ("ᴀlice", "U+1D00"),  # a phonetic small capital
     ],
 )
 def test_invalid_names_say_what_is_wrong(name, problem):
@@ -187,13 +191,25 @@ def test_lookalike_names_share_a_key(taken, other):
     assert protocol.name_key(taken) == protocol.name_key(other)
 
 
+@pytest.mark.parametrize("name", ["日本語の名前", "김철수", "Ölçü", "Şahin", "Łukasz", "Ψηφίο", "Иван_2", "x.y-z"])
+def test_names_of_one_script_and_writing_system_are_fine(name):
+    assert protocol.normalize_name(name) == name
+
+
+@pytest.mark.parametrize("taken, twin", [("alice", "аӏісе"), ("Bob", "Вов"), ("ooh", "օօհ")])
+def test_a_name_written_in_another_script_but_looking_the_same_shares_a_key(taken, twin):
+    assert protocol.name_key(protocol.normalize_name(twin)) == protocol.name_key(taken)
+
+
 @pytest.mark.parametrize("one, other", [("alice", "alina"), ("Алиса", "Алина"), ("bob", "bobby"), ("Ёж", "Уж")])
 def test_different_names_have_different_keys(one, other):
     assert protocol.name_key(one) != protocol.name_key(other)
 
 
 def test_lookalike_table_maps_each_character_once():
-    for sources, targets in protocol._LOOKALIKE_PAIRS.items():
+    from chat import names
+
+    for sources, targets in names._LOOKALIKE_PAIRS.items():
         assert len(sources) == len(targets) == len(set(sources))
 
 

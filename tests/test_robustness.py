@@ -114,7 +114,9 @@ def test_control_characters_in_text_are_made_harmless(arena, raw_clients, payloa
     ("\u3164".encode(), protocol.NAME_INVALID),  # a blank "letter"
     ("zero\u200bwidth".encode(), protocol.NAME_INVALID),
     (b"\x1b[31mred", protocol.NAME_INVALID),
-    ("аlice".encode(), protocol.NAME_TAKEN),  # Cyrillic а, while alice is online
+    ("аӏісе".encode(), protocol.NAME_TAKEN),  # all Cyrillic, and looks like alice, who is online
+    ("аlice".encode(), protocol.NAME_INVALID),  # one Cyrillic а among Latin letters
+    ("bօb".encode(), protocol.NAME_INVALID),  # an Armenian օ
     ("ALICE".encode(), protocol.NAME_TAKEN),
     ("AIice".encode(), protocol.NAME_TAKEN),  # capital i
     ("Bob".encode(), protocol.NAME_TAKEN),
@@ -280,3 +282,45 @@ def test_a_stalled_client_costs_at_most_its_queue(arena, raw_clients):
     assert Left("stalled", LeaveReason.TOO_SLOW) in seen
     assert server.stats().sendq_peak_bytes <= LIMITS["sendq_bytes"]
     witnesses_are_fine(server, alice, bob)
+
+
+# -- regressions found in review ------------------------------------------------------------------------
+
+
+def test_an_unregistered_client_that_never_reads_cannot_block_the_others(arena):
+    """Its error replies fill its socket; that may stall its own writer, never the shared flusher."""
+    server, alice, bob = arena
+    junk = RawClient(server.server_address, rcvbuf_bytes=4096)
+    try:
+        for _ in range(40):
+            junk.send_bytes(b"bad name!\n" * 2000)  # 80,000 refused names, an error line each
+            witnesses_are_fine(server, alice, bob)
+    except OSError:
+        pass  # dropped as too slow: exactly right
+    finally:
+        junk.close()
+    assert {"Алиса", "bob"} <= set(server.users())
+
+
+def test_the_registration_deadline_holds_while_a_read_is_worked_through(start_server, raw_clients):
+    server = start_server(registration_timeout_s=0.5, rate_lines_per_s=10.0, rate_burst_lines=5)
+    slow = raw_clients(server.server_address)
+    started = time.monotonic()
+    slow.send_bytes(b"\n" * 65536)  # 65,536 blank names, at 10 lines a second
+    lines = slow.read_to_eof(timeout_s=5)
+    assert protocol.parse_event(lines[-1]).code == protocol.TIMEOUT
+    assert time.monotonic() - started < 2.0
+
+
+def test_a_dropped_flooder_stops_being_relayed_at_once(start_server, raw_clients):
+    server = start_server(rate_lines_per_s=50.0, rate_burst_lines=5)
+    alice = raw_clients(server.server_address, "alice")
+    flooder = raw_clients(server.server_address, "flooder")
+    alice.read_until(lambda e: e == Joined("flooder"))
+    flooder.send_bytes(b"".join(f"{i}\n".encode() for i in range(2000)))  # 40 s worth at the limit
+    alice.read_until(lambda e: isinstance(e, ChatMessage) and e.text == "10")
+    (session,) = [s for s in server._sessions if s.name == "flooder"]
+    session.drop(LeaveReason.TOO_SLOW)
+    events = alice.read_until(lambda e: isinstance(e, Left), timeout_s=2)
+    assert events[-1] == Left("flooder", LeaveReason.TOO_SLOW)
+    wait_until(lambda: server.users() == ["alice"], timeout_s=2)

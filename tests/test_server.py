@@ -345,3 +345,39 @@ def test_context_manager_starts_and_stops():
 def test_bad_limits_are_refused(bad):
     with pytest.raises(ValueError):
         ChatServer(**bad)
+
+
+def test_a_connection_whose_threads_cannot_start_is_contained(start_server, raw_clients, monkeypatch):
+    server = start_server()
+    errors = []
+    monkeypatch.setattr(server, "handle_error", lambda session, exc: errors.append(exc))
+    from chat import session as session_module
+
+    original = session_module.Session.start
+    calls = []
+
+    def start_once_failing(self):
+        calls.append(self)
+        if len(calls) == 1:
+            raise RuntimeError("can't start new thread")
+        original(self)
+
+    monkeypatch.setattr(session_module.Session, "start", start_once_failing)
+    refused = raw_clients(server.server_address)
+    with pytest.raises((AssertionError, ConnectionResetError)):  # closed at once
+        refused.read_line()
+    alice = raw_clients(server.server_address, "alice")  # the next connection is served
+    assert [str(exc) for exc in errors] == ["can't start new thread"]
+    assert server.stats().connections_now == 1
+    assert alice.register  # still served
+
+
+def test_stop_waits_for_serve_forever_run_in_the_callers_own_thread(raw_clients):
+    server = ChatServer()
+    serving = threading.Thread(target=server.serve_forever, name="test-serve-forever")
+    serving.start()
+    raw_clients(server.server_address, "alice")
+    server.stop()
+    serving.join(2)
+    assert not serving.is_alive()
+    assert server.stats().connections_now == 0

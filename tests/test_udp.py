@@ -13,6 +13,7 @@ from chat.clientbase import Disconnected, NameRefused
 from chat.protocol import Action, ChatMessage, Error, Joined, LeaveReason, Left, PrivateMessage, Renamed, Reply
 from chat.stats import SequenceTracker
 from chat.terminal import python_command
+from chat import netloss
 from chat.udp import Faults, UDPChatServer, connect
 from tests.helpers import wait_until
 
@@ -119,7 +120,7 @@ def test_members_that_go_silent_expire(start_udp, clients):
 
 def test_name_rules_are_the_same_as_over_tcp(udp, clients):
     clients(udp.server_address, "alice")
-    for name, code in (("ALICE", protocol.NAME_TAKEN), ("аlice", protocol.NAME_TAKEN), ("two words", protocol.NAME_INVALID),
+    for name, code in (("ALICE", protocol.NAME_TAKEN), ("аӏісе", protocol.NAME_TAKEN), ("two words", protocol.NAME_INVALID),
                        ("x" * 40, protocol.NAME_INVALID), ("", protocol.NAME_INVALID)):
         with pytest.raises(NameRefused) as refused:
             connect(udp.server_address, name, timeout_s=2)
@@ -278,3 +279,51 @@ def test_the_server_keeps_receiving_when_expiry_checks_are_constantly_due(start_
         sender.who()  # a round trip: the server is still there
     wait_until(lambda: receiver.sequence_stats().get("sender", {}).get("received", 0) == 400)
     assert server._thread.is_alive()
+
+
+def test_a_resent_join_is_welcomed_again(udp, raw):
+    """The welcome may be lost; the client resends /join and must not be refused for it."""
+    bob = raw(udp.server_address)
+    bob.send("/join bob")
+    assert bob.event().topic == "welcome"
+    bob.send("/join BOB")
+    assert bob.event() == protocol.welcome("bob", 1)
+    bob.send("/join someone_else")
+    assert bob.event().code == protocol.USAGE
+
+
+def test_the_who_reply_fits_in_one_datagram(start_udp, raw):
+    server = start_udp(max_payload_bytes=200)
+    members = [raw(server.server_address) for _ in range(30)]
+    for i, member in enumerate(members):
+        member.send(f"/join участник_{i}")
+        assert member.event().topic == "welcome"
+    members[0].sock.settimeout(TIMEOUT_S)
+    members[0].send("/who")
+    while True:
+        data = members[0].sock.recv(65536)
+        event = protocol.parse_event(protocol.decode_datagram(data)[1])
+        if isinstance(event, Reply) and event.topic == "who":
+            break
+    assert len(data) <= 200
+    assert event.text.startswith("30 online: ") and event.text.endswith("more")
+
+
+def _loss_rules() -> list[str]:
+    listed = subprocess.run(["iptables", "-w", "-S", "INPUT"], capture_output=True, text=True, timeout=30)
+    return [line for line in listed.stdout.splitlines() if "chat-lab" in line]
+
+
+@pytest.mark.skipif(not netloss.available()[0], reason=netloss.available()[1] or "iptables available")
+def test_packet_loss_rules_are_added_for_one_port_and_always_removed():
+    with netloss.PacketLoss(45678, 0.25):
+        rules = _loss_rules()
+        assert len(rules) == 2 and all("45678" in rule for rule in rules)
+    assert _loss_rules() == []
+    with pytest.raises(ZeroDivisionError):
+        with netloss.PacketLoss(45679, 0.25):
+            1 / 0
+    assert _loss_rules() == []
+    leftover = netloss.PacketLoss(45680, 0.25).__enter__()  # as if the run had been killed
+    assert len(_loss_rules()) == 2 and leftover
+    assert netloss.sweep() == 2 and _loss_rules() == []
