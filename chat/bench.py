@@ -1,7 +1,8 @@
 """Benchmarks: ``python -m chat bench SCENARIO [--quick | --full]``.
 
-Every scenario runs our server and the textbook one side by side, in one run,
-each in a process of its own, with the load generator in another.  Results
+The comparisons run our server and the textbook one side by side, in one run,
+each in a process of its own, with the load generator in another (``udp``
+compares our TCP and UDP servers; ``ceiling`` and ``soak`` measure one thing).  Results
 are plain dictionaries, saved as JSON (and CSV on request) for the plots, the
 notebooks and the report.  Targets are checked here and reported as ratios
 and percentiles; nothing is a timed test.

@@ -288,7 +288,7 @@ class UserGroup:
                 queued += self.plan.messages - user.next_seq
                 continue
             self._queue(user, due)
-            self._lag_us.append((now - due) / 1e3)
+            self._lag_us.append((now - due) / 1e3)  # how late it was queued (written at once, unless the socket is full)
             queued += 1
             if user.next_seq < self.plan.messages:
                 heapq.heappush(schedule, (self._due_ns(user), slot, user))

@@ -54,6 +54,7 @@ def test_every_figure_is_in_the_report():
         assert f"figures/{figure.name}" in text
 
 
+@pytest.mark.timeout(600)  # the first test to ask for `stored` runs every quick scenario
 def test_a_report_renders_from_fresh_quick_results(stored, tmp_path):
     shutil.copytree(stored, tmp_path / "results")
     (tmp_path / "session.txt").write_text("(no session in this test)\n", encoding="utf-8")
