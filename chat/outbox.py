@@ -75,11 +75,15 @@ class Outbox:
                 return False
             self._chunks.append(data)
             self._queued_bytes += len(data)
-            self.peak_queued_bytes = max(self.peak_queued_bytes, self._queued_bytes)
+            if self._queued_bytes > self.peak_queued_bytes:
+                self.peak_queued_bytes = self._queued_bytes
             if self._behind:
                 self._writer_may_go.notify()
                 return True
-        self._flusher.mark(self)
+        # Already on the flusher's list?  Then the next sweep takes these bytes too.  (The
+        # sweep clears the mark before it flushes, so a stale True can't strand them.)
+        if not self._marked:
+            self._flusher.mark(self)
         return True
 
     def close(self) -> None:

@@ -146,9 +146,9 @@ def udp(results: dict, language: str) -> str:
 
 
 def ceiling(results: dict, language: str) -> str:
-    rows = [[str(run["generator_processes"]), _fmt(run["deliveries_per_s"], "int", language)]
+    rows = [[str(run["users"]), str(run["generator_processes"]), _fmt(run["deliveries_per_s"], "int", language)]
             for run in _runs(results, "ceiling")]
-    return _table(["generator processes", "deliveries/s"], rows, language)
+    return _table(["users", "generator processes", "deliveries/s"], rows, language)
 
 
 def soak_windows(results: dict, language: str) -> str:

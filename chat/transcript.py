@@ -54,7 +54,12 @@ def capture_session() -> str:
                 terminals[name].type("\x04")  # Ctrl+D
             terminals[name].wait_exit(TIMEOUT_S)  # and read what is left to read
         server.send_signal(signal.SIGINT)
-        log, _ = server.communicate(timeout=TIMEOUT_S)
+        try:
+            log, _ = server.communicate(timeout=TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            log, _ = server.communicate()
+            raise RuntimeError(f"the server did not stop within {TIMEOUT_S:g} s of Ctrl+C; it printed:\n{log}")
         return _transcript(banner + log, port, terminals)
     finally:
         for terminal in terminals.values():

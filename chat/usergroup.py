@@ -27,6 +27,7 @@ from chat.stats import SequenceTracker
 
 RECV_BYTES = 256 * 1024
 SELECT_MAX_FD = 1000  # select() handles descriptors below FD_SETSIZE (1024) only
+PRECISE_USERS = 100  # up to this many users a group waits with select(), beyond with epoll
 STALLED_RCVBUF_BYTES = 4096  # a user that never reads also advertises a tiny window
 PAD_CHARS = {"ascii": "x", "cyrillic": "ю"}
 
@@ -80,13 +81,14 @@ def _is_number(text: str) -> bool:
 
 
 def _precise_selector(users: list) -> selectors.BaseSelector:
-    """select() when every descriptor fits its set: it sleeps to the microsecond.
+    """select() for a few sockets: it sleeps to the microsecond; epoll for many: it is cheaper.
 
-    epoll rounds a timeout up to whole milliseconds, which would make the
-    generator send up to 1 ms late; it is used only for very many sockets.
+    epoll rounds a timeout up to whole milliseconds, so a generator on epoll may
+    send up to 1 ms late; but select() scans every socket on every call, which
+    costs more than that once there are hundreds of them.
     """
     highest_fd = max((user.sock.fileno() for user in users), default=0)
-    if highest_fd < SELECT_MAX_FD:
+    if len(users) <= PRECISE_USERS and highest_fd < SELECT_MAX_FD:
         return selectors.SelectSelector()
     return selectors.DefaultSelector()
 
@@ -237,7 +239,8 @@ class UserGroup:
                 all_sent = self._unsent == 0 and not self._sending
                 if all_sent and plan.stop_when_complete and self._received_lines >= expected:
                     break
-                if (all_sent or self._sending) and now - last_progress > idle_ns:
+                waiting_for_window = plan.rate_per_s is None  # bursts: the next one waits for receipts
+                if (all_sent or self._sending or waiting_for_window) and now - last_progress > idle_ns:
                     break  # nothing moves any more: whatever is missing is lost
                 if now > deadline_ns:
                     self._timed_out = True
