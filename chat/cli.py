@@ -99,8 +99,8 @@ def _run_server(args: argparse.Namespace) -> int:
 
 def serve_until_stopped(server, banner: str) -> int:
     """Print the banner, serve until Ctrl+C or SIGTERM, stop cleanly; exit code 0."""
-    print(banner, flush=True)
-    with stop_on_sigterm():
+    with stop_on_signals():
+        print(banner, flush=True)
         try:
             server.serve_forever()
         except KeyboardInterrupt:
@@ -112,17 +112,23 @@ def serve_until_stopped(server, banner: str) -> int:
 
 
 @contextlib.contextmanager
-def stop_on_sigterm():
-    """Within this block SIGTERM raises KeyboardInterrupt, so both stop the same way."""
+def stop_on_signals():
+    """Within this block SIGINT (Ctrl+C) and SIGTERM raise KeyboardInterrupt, so both stop the same way.
+
+    SIGINT gets its handler explicitly: a process started in the background by a
+    non-interactive shell (``cmd &`` in a script) inherits SIGINT *ignored*, and
+    Python then installs no Ctrl+C handler of its own, so the server would not stop.
+    """
 
     def interrupt(signum, frame):
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    previous = {signum: signal.signal(signum, interrupt) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 # -- client and demo ---------------------------------------------------------------------

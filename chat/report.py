@@ -44,13 +44,13 @@ def generate(out_dir: Path = REPORT_DIR, mode: str = "full", step: Step | None =
     """Make the whole report in ``out_dir``; ``measure=False`` redraws and rerenders stored results."""
     results_dir = out_dir / "results"
     if measure:
-        run_experiments(results_dir, mode, step)
-        run_robustness_tests(results_dir, step)
-        if step is not None:
+        if step is not None:  # first: a few seconds, and it fails early rather than after the long runs
             step("a real session of the server and four console clients")
         from chat.transcript import capture_session
 
         (out_dir / "session.txt").write_text(capture_session() + "\n", encoding="utf-8")
+        run_experiments(results_dir, mode, step)
+        run_robustness_tests(results_dir, step)
     results = load_results(results_dir)
     written = draw_figures(results, out_dir / "figures")
     written += render_report(results, out_dir)

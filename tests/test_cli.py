@@ -18,10 +18,10 @@ PROCESS_TIMEOUT_S = 20
 class ServerProcess:
     """``python -m chat server --port 0`` in a subprocess; the address is read from its first line."""
 
-    def __init__(self, *args: str) -> None:
+    def __init__(self, *args: str, preexec_fn=None) -> None:
         self.process = subprocess.Popen(
             python_command("server", "--port", "0", *args),
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, encoding="utf-8",
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, encoding="utf-8", preexec_fn=preexec_fn,
         )
         banner = self.process.stdout.readline()
         assert banner.startswith("chat server on 127.0.0.1:"), banner + self.process.stderr.read()
@@ -43,8 +43,8 @@ class ServerProcess:
 def server_process():
     started = []
 
-    def start(*args: str) -> ServerProcess:
-        started.append(ServerProcess(*args))
+    def start(*args: str, **options) -> ServerProcess:
+        started.append(ServerProcess(*args, **options))
         return started[-1]
 
     yield start
@@ -71,6 +71,19 @@ def test_server_relays_between_raw_clients_and_stops_cleanly_on_signal(server_pr
     bob.send_line("привет из nc")
     assert alice.read_event() == ChatMessage("bob", "привет из nc")
     code, out = server.stop(signum)
+    assert code == 0
+    assert "server stopped" in out
+    assert protocol.parse_event(alice.read_to_eof()[-1]) == protocol.ServerClosing()
+
+
+def _ignore_ctrl_c() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # what `python -m chat server &` gets from a script
+
+
+def test_server_started_in_background_by_a_script_still_stops_on_ctrl_c(server_process, raw_clients):
+    server = server_process(preexec_fn=_ignore_ctrl_c)
+    alice = raw_clients(server.address, "Алиса")
+    code, out = server.stop(signal.SIGINT)
     assert code == 0
     assert "server stopped" in out
     assert protocol.parse_event(alice.read_to_eof()[-1]) == protocol.ServerClosing()
