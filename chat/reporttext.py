@@ -194,6 +194,9 @@ def facts(results: dict[str, dict]) -> dict:
             "ours_p99_1000": _median(scaling, "latency_ms.p99", server="ours", users=1000),
             "ours_rate_1000": _median(scaling, "deliveries_per_s", server="ours", users=1000),
             "naive_p99_500": _median(scaling, "latency_ms.p99", server="naive", users=500),
+            "ours_lost_1000": _median(scaling, "lost", server="ours", users=1000),
+            "naive_p99_1000": _median(scaling, "latency_ms.p99", server="naive", users=1000),
+            "naive_lost_1000": _median(scaling, "lost", server="naive", users=1000),
             "ours_lost": sum(run["lost"] for run in bench.matching(scaling, server="ours")) if scaling else None,
         },
         "nagle": {
