@@ -242,7 +242,7 @@ def slow_consumer(mode: Mode, step: Step | None = None) -> dict:
         _target("runs in which the stalled user was dropped as too slow",
                 sum(run["server_left"].get("too slow", 0) for run in stalled_runs), "==", len(stalled_runs)),
         _target("most bytes queued for one client / sendq bound", _ratio(max(run["sendq_peak_bytes"] for run in stalled_runs), sendq), "<=", 1.0),
-        _target("server RSS with a stalled user minus without (MiB)", round(rss_extra / 2**20, 1), "info", None),
+        _target("server RSS with a stalled user minus without (MiB)", round(rss_extra / 2**20, 3), "info", None),
         _target("textbook: lost by the others, with a stalled user",
                 total_of(runs, "lost", server="naive", stalled_users=1), "info", None),
     ])
@@ -311,7 +311,7 @@ def soak(mode: Mode, step: Step | None = None, seconds: float | None = None) -> 
         _target("unexpected errors in the server", report["server_errors"], "==", 0),
         _target("churn actions the server failed", sum(report["churn_failed"].values()), "==", 0),
         _target("churn actions done", sum(report["churn_done"].values()), "info", None),
-        _target("server RSS growth after warm-up (MiB)", round((rss["last"] - rss["first"]) / 2**20, 1), "<=", 5.0),
+        _target("server RSS growth after warm-up (MiB)", round((rss["last"] - rss["first"]) / 2**20, 3), "<=", 5.0),
         _target("server threads at window ends, growth after warm-up", threads["max"] - threads["first"], "<=", 4),
     ])
     result["soak"] = report
@@ -392,6 +392,12 @@ def median_of(runs: list[dict], path: str, **match) -> float:
 
 def total_of(runs: list[dict], path: str, **match) -> float:
     return sum(value_of(run, path) for run in matching(runs, **match))
+
+
+def lost_share(runs: list[dict], **match) -> float | None:
+    """Messages lost over all the matching runs, as a share of those expected (None if none were)."""
+    expected = total_of(runs, "expected", **match)
+    return total_of(runs, "lost", **match) / expected if expected else None
 
 
 def _pick(runs: list[dict], server: str, **match) -> dict:

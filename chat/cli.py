@@ -42,10 +42,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_network(parser: argparse.ArgumentParser, port: int = DEFAULT_PORT, transport: str = "TCP") -> None:
-    parser.add_argument("--host", default="127.0.0.1",
-                        help="address to use (default 127.0.0.1; 0.0.0.0 opens the server to your network)")
-    parser.add_argument("--port", type=int, default=port, help=f"{transport} port (default {port}; 0 picks a free one)")
+def _add_network(parser: argparse.ArgumentParser, port: int = DEFAULT_PORT, transport: str = "TCP",
+                 role: str = "server") -> None:
+    if role == "server":
+        host_help = "address to listen on (default 127.0.0.1; 0.0.0.0 opens the server to your network)"
+        port_help = f"{transport} port to listen on (default {port}; 0 picks a free one)"
+    else:
+        host_help = "the server's address (default 127.0.0.1)"
+        port_help = f"the server's {transport} port (default {port})"
+    parser.add_argument("--host", default="127.0.0.1", help=host_help)
+    parser.add_argument("--port", type=int, default=port, help=port_help)
 
 
 # -- server ------------------------------------------------------------------------
@@ -139,7 +145,7 @@ def _add_client(commands) -> None:
                                  description="Chat from this terminal. /help lists the commands; "
                                              "/quit, Ctrl+D or Ctrl+C leave.")
     parser.add_argument("name", nargs="?", help="your name (asked for if missing)")
-    _add_network(parser)
+    _add_network(parser, role="client")
     parser.set_defaults(run=_run_client)
 
 
@@ -289,7 +295,7 @@ def _add_udp_client(commands) -> None:
                                  description="Chat over UDP from this terminal. /help lists the commands; "
                                              "/quit, Ctrl+D or Ctrl+C leave.")
     parser.add_argument("name", nargs="?", help="your name (asked for if missing)")
-    _add_network(parser, DEFAULT_UDP_PORT, "UDP")
+    _add_network(parser, DEFAULT_UDP_PORT, "UDP", role="client")
     parser.set_defaults(run=_run_udp_client)
 
 

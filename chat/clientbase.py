@@ -212,8 +212,15 @@ class ClientBase:
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc_info) -> None:
-        self.close()
+    def __exit__(self, exc_type, exc, traceback) -> None:
+        """The end of a ``with`` block leaves politely (the others see ``quit``); after an exception it just closes."""
+        if exc_type is None and self.connected and self.name is not None:
+            self.quit()
+        else:
+            self.close()
+
+    def quit(self, reason: str = "") -> None:
+        raise NotImplementedError
 
 
 def stop_thread(thread: threading.Thread | None, timeout_s: float) -> bool:

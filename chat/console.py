@@ -71,7 +71,8 @@ class PipeConsole:
 
     def read_line(self, prompt: str = "") -> str | None:
         """The next input line, or None at end of input or after :meth:`interrupt`."""
-        with selectors.DefaultSelector() as selector:
+        # select(), not the default epoll: stdin may be a regular file (`< lines.txt`), which epoll refuses.
+        with selectors.SelectSelector() as selector:
             selector.register(sys.stdin.fileno(), selectors.EVENT_READ)
             selector.register(self._wake_r, selectors.EVENT_READ)
             while not self._lines and not self._eof:
@@ -79,7 +80,9 @@ class PipeConsole:
                 if self._wake_r in ready:
                     return None
                 data = os.read(sys.stdin.fileno(), STDIN_READ_BYTES)
-                self._eof = not data
+                if not data:  # the end: a last line without a newline still counts
+                    self._eof = True
+                    data = b"\n" if self._decoder.pending_bytes else b""
                 self._lines += [line for line in self._decoder.feed(data) if isinstance(line, str)]
         return self._lines.pop(0) if self._lines else None
 

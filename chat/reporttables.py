@@ -128,7 +128,8 @@ def slow_consumer(results: dict, language: str) -> str:
             dropped = sum(run["server_left"].get("too slow", 0) for run in chosen) if server == "ours" else None
             rows.append([_server(chosen[0], language), word("stalled user" if stalled else "baseline", language),
                          _fmt(bench.median_of(runs, "latency_ms.p99", server=server, stalled_users=stalled), "ms", language),
-                         _fmt(bench.total_of(runs, "lost", server=server, stalled_users=stalled), "int", language),
+                         f'{_fmt(bench.total_of(chosen, "lost"), "int", language)} '
+                         f'({_fmt(bench.lost_share(chosen), "pct", language)})',
                          f"{dropped} / {len(chosen)}" if stalled and dropped is not None else "–"])
     return _table(["server", "stalled user", "others' p99", "others lost", "dropped as too slow"], rows, language)
 

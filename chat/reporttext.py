@@ -212,8 +212,8 @@ def facts(results: dict[str, dict]) -> dict:
             "rss_extra": _difference(_median(slow, "server_rss_peak_bytes", server="ours", stalled_users=1),
                                      _median(slow, "server_rss_peak_bytes", server="ours", stalled_users=0)),
             "ours_lost": sum(run["lost"] for run in bench.matching(slow, server="ours")) if slow else None,
-            "naive_lost_share": _median([{**r, "share": r["lost"] / r["expected"]} for r in slow], "share",
-                                        server="naive", stalled_users=1) if slow else None,
+            "naive_lost_share": bench.lost_share(slow, server="naive", stalled_users=1),
+            "naive_lost_share_base": bench.lost_share(slow, server="naive", stalled_users=0),
         },
         "udp": {
             f"{transport}_{int(loss * 100)}": {

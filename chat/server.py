@@ -166,6 +166,9 @@ class ChatServer:
         for session in sessions:
             session.drop(LeaveReason.SHUTDOWN)  # those that did not close by themselves
         self._join_sessions(sessions, deadline)
+        for session in sessions:
+            if session.reader.is_alive():
+                log.warning("%r did not stop in time", session)
         self._flusher.stop(max(0.1, deadline - time.monotonic()))
         self._wake_r.close()
         self._wake_w.close()
@@ -186,9 +189,6 @@ class ChatServer:
         for session in sessions:
             if session.reader.ident is not None:  # a session whose start failed has nothing to join
                 session.reader.join(max(0.0, deadline - time.monotonic()))
-        for session in sessions:
-            if session.reader.is_alive():
-                log.warning("%r did not stop in time", session)
 
     # -- accepting ------------------------------------------------------------
 
@@ -230,8 +230,9 @@ class ChatServer:
                 session = Session(self, sock, address, self._next_number)
                 self._sessions.add(session)
         if full:
-            log.warning("refused %s:%s: %d clients connected", *address[:2], self.limits.max_clients)
-            self._refuse(sock, Error(protocol.SERVER_FULL, f"{self.limits.max_clients} clients are connected; try again later"))
+            log.warning("refused %s:%s: at the limit of %d connections", *address[:2], self.limits.max_clients)
+            self._refuse(sock, Error(protocol.SERVER_FULL, f"the server is at its limit of "
+                                                           f"{self.limits.max_clients} connections; try again later"))
         else:
             log.debug("connection from %s:%s", *address[:2])
             session.start()

@@ -98,6 +98,14 @@ def test_server_help_documents_every_limit():
     assert "127.0.0.1" in result.stdout
 
 
+@pytest.mark.parametrize("command", ["client", "udp-client"])
+def test_client_help_describes_the_server_to_connect_to(command):
+    result = run_chat(command, "--help")
+    assert result.returncode == 0
+    assert "the server's address" in result.stdout
+    assert "free one" not in result.stdout and "0.0.0.0" not in result.stdout
+
+
 def test_server_limits_from_flags_apply(server_process, raw_clients):
     server = server_process("--max-clients", "1")
     raw_clients(server.address, "only")
@@ -120,6 +128,18 @@ def test_console_client_with_piped_stdin(server, raw_clients):
     events = alice.read_until(lambda e: isinstance(e, Left))
     assert events == [Joined("bob"), ChatMessage("bob", "привет, Алиса"), protocol.Action("bob", "машет"),
                       Left("bob", LeaveReason.QUIT)]
+
+
+def test_console_client_reads_stdin_redirected_from_a_file(server, raw_clients, tmp_path):
+    alice = raw_clients(server.server_address, "Алиса")
+    lines = tmp_path / "lines.txt"
+    lines.write_text("привет из файла\n/quit конец файла", encoding="utf-8")  # the last line has no newline
+    with lines.open("rb") as stdin:
+        result = subprocess.run(python_command("client", "bob", "--port", str(server.server_address[1])),
+                                stdin=stdin, capture_output=True, text=True, encoding="utf-8", timeout=PROCESS_TIMEOUT_S)
+    assert result.returncode == 0, result.stderr
+    assert alice.read_until(lambda e: isinstance(e, Left)) == [
+        Joined("bob"), ChatMessage("bob", "привет из файла"), Left("bob", LeaveReason.QUIT, "конец файла")]
 
 
 def test_console_client_asks_again_when_the_name_is_taken(server, raw_clients):

@@ -7,7 +7,8 @@ import threading
 import pytest
 
 from chat import ChatClient, ChatMessage, Disconnected, Joined, NameRefused, Renamed, ServerClosing, connect
-from chat.protocol import NAME_INVALID, NAME_TAKEN, PrivateMessage
+from chat.protocol import NAME_INVALID, NAME_TAKEN, LeaveReason, Left, PrivateMessage
+from tests.helpers import wait_until
 
 
 def test_connect_registers_and_exchanges_messages(server):
@@ -18,6 +19,18 @@ def test_connect_registers_and_exchanges_messages(server):
         alice.say("/not a command")
         assert bob.wait_for(ChatMessage) == ChatMessage("Алиса", "привет")
         assert bob.wait_for(ChatMessage) == ChatMessage("Алиса", "/not a command")
+
+
+def test_the_end_of_a_with_block_leaves_politely_and_an_exception_just_closes(server):
+    with connect(server.server_address, "Алиса") as alice:
+        with connect(server.server_address, "bob"):
+            pass
+        assert alice.wait_for(Left) == Left("bob", LeaveReason.QUIT)
+        with pytest.raises(KeyError), connect(server.server_address, "carol"):
+            raise KeyError("something went wrong in the program")
+        assert alice.wait_for(Left) == Left("carol", LeaveReason.CONNECTION_LOST)
+    wait_until(lambda: server.stats().users_now == 0)
+    assert server.stats().leaves == {"quit": 2, "connection lost": 1}
 
 
 @pytest.mark.parametrize("name, code", [("Алиса", NAME_TAKEN), ("АЛИСА", NAME_TAKEN), ("no spaces", NAME_INVALID)])
