@@ -128,23 +128,12 @@ def plan_groups(address: tuple, config: LoadConfig, groups: int) -> list[GroupPl
         members = range(group, config.users, groups)
         plans.append(GroupPlan(
             address=tuple(address),
+            load=config,
             names=[names[i] for i in members],
             sender_slots=[i if i < config.sender_count else None for i in members],
             stalled=[i >= stalled_from for i in members],
-            senders_total=config.sender_count + config.external_senders,
-            messages=config.messages,
-            rate_per_s=config.rate_per_s,
-            burst=config.burst,
-            window_bursts=config.window_bursts,
-            message_bytes=config.message_bytes,
-            alphabet=config.alphabet,
-            connect_timeout_s=config.connect_timeout_s,
-            drain_idle_s=config.drain_idle_s,
-            max_duration_s=config.max_duration_s,
-            stop_when_complete=config.stop_when_complete,
             sender_names=senders,
             line_starts=tuple(f"<{prefix}".encode() for prefix in _name_prefixes(config)),
-            transport=config.transport,
         ))
     return [plan for plan in plans if plan.names]
 
@@ -238,7 +227,7 @@ def _receiver_names(config: LoadConfig) -> list[str]:
 
 def _run_group(plan: GroupPlan, report: Callable[[tuple], None], wait_go: Callable[[], int | None]) -> None:
     """The life of one group, the same in a thread and in a worker process."""
-    if plan.transport == "udp":
+    if plan.load.transport == "udp":
         from chat.udpgroup import UDPUserGroup
 
         group = UDPUserGroup(plan)

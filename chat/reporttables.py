@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import statistics
+
 from chat import bench
 
 WORDS = {  # English -> Russian, for every word a table prints
@@ -78,7 +80,7 @@ def capacity(results: dict, language: str) -> str:
         rows.append([str(users),
                      _fmt(bench.median_of(runs, "deliveries_per_s", server="ours", users=users), "int", language),
                      _fmt(bench.median_of(runs, "deliveries_per_s", server="naive", users=users), "int", language),
-                     _fmt(sorted(relayed)[len(relayed) // 2] if relayed else None, "int", language),
+                     _fmt(statistics.median(relayed) if relayed else None, "int", language),
                      _fmt(bench.total_of(runs, "lost", server="ours", users=users), "int", language)])
     return _table(["users", "our deliveries/s", "textbook whole messages/s", "textbook lines passed on/s", "our lost"],
                   rows, language)

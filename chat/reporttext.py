@@ -124,6 +124,15 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a is not None and b else None
 
 
+def _total(runs: list[dict], path: str, **match) -> float | None:
+    """The sum over the matching runs, or None if the experiment was not run."""
+    return bench.total_of(runs, path, **match) if runs else None
+
+
+def _sum(a: float | None, b: float | None) -> float | None:
+    return a + b if a is not None and b is not None else None
+
+
 def _difference(a: float | None, b: float | None) -> float | None:
     return a - b if a is not None and b is not None else None
 
@@ -152,6 +161,8 @@ def facts(results: dict[str, dict]) -> dict:
     soak = results.get("soak", {}).get("soak", {})
     robustness = results.get("robustness", {})
     udp_by = {(run["transport"], run["injected_loss"]): run for run in udp}
+    slow_p99_base = _median(slow, "latency_ms.p99", server="ours", stalled_users=0)
+    slow_p99_stalled = _median(slow, "latency_ms.p99", server="ours", stalled_users=1)
     return {
         "machine": next(iter(results.values()), {}).get("machine", {}),
         "modes": sorted({result.get("mode") for result in results.values() if result.get("mode")}),
@@ -161,7 +172,7 @@ def facts(results: dict[str, dict]) -> dict:
             "naive_cyrillic_closed": naive_cyrillic and naive_cyrillic["receivers_closed"],
             "naive_cyrillic_users": naive_cyrillic and naive_cyrillic["users"] - naive_cyrillic["stalled_users"],
             "naive_cyrillic_whole": _share(naive_cyrillic),
-            "ours_lost": sum(run["lost"] + run["garbled"] for run in bench.matching(framing, server="ours")) if framing else None,
+            "ours_lost": _sum(_total(framing, "lost", server="ours"), _total(framing, "garbled", server="ours")),
             "sent": ours_ascii and ours_ascii["sent"],
             "deliveries": ours_ascii and ours_ascii["expected"],
         },
@@ -173,7 +184,7 @@ def facts(results: dict[str, dict]) -> dict:
             "ours_best": best, "ours_best_users": best_users,
             "best_of_ceiling": _ratio(best, max((run["deliveries_per_s"] for run in
                                                  bench.matching(ceiling, generator_processes=2)), default=None)),
-            "ours_lost": sum(run["lost"] for run in bench.matching(capacity, server="ours")) if capacity else None,
+            "ours_lost": _total(capacity, "lost", server="ours"),
         },
         "ceiling": {
             "one_process": _median(ceiling, "deliveries_per_s", generator_processes=1),
@@ -197,21 +208,20 @@ def facts(results: dict[str, dict]) -> dict:
             "ours_lost_1000": _median(scaling, "lost", server="ours", users=1000),
             "naive_p99_1000": _median(scaling, "latency_ms.p99", server="naive", users=1000),
             "naive_lost_1000": _median(scaling, "lost", server="naive", users=1000),
-            "ours_lost": sum(run["lost"] for run in bench.matching(scaling, server="ours")) if scaling else None,
+            "ours_lost": _total(scaling, "lost", server="ours"),
         },
         "nagle": {
             f"{'ours' if run['server'] == 'ours' else 'naive'}_{'on' if run['server_options'].get('nodelay') else 'off'}":
                 run["latency_ms"]["p99"] for run in nagle
         },
         "slow": {
-            "p99_base": _median(slow, "latency_ms.p99", server="ours", stalled_users=0),
-            "p99_stalled": _median(slow, "latency_ms.p99", server="ours", stalled_users=1),
-            "p99_ratio": _ratio(_median(slow, "latency_ms.p99", server="ours", stalled_users=1),
-                                _median(slow, "latency_ms.p99", server="ours", stalled_users=0)),
+            "p99_base": slow_p99_base,
+            "p99_stalled": slow_p99_stalled,
+            "p99_ratio": _ratio(slow_p99_stalled, slow_p99_base),
             "sendq_peak": max((run["sendq_peak_bytes"] for run in bench.matching(slow, server="ours", stalled_users=1)), default=None),
             "rss_extra": _difference(_median(slow, "server_rss_peak_bytes", server="ours", stalled_users=1),
                                      _median(slow, "server_rss_peak_bytes", server="ours", stalled_users=0)),
-            "ours_lost": sum(run["lost"] for run in bench.matching(slow, server="ours")) if slow else None,
+            "ours_lost": _total(slow, "lost", server="ours"),
             "naive_lost_share": bench.lost_share(slow, server="naive", stalled_users=1),
             "naive_lost_share_base": bench.lost_share(slow, server="naive", stalled_users=0),
         },

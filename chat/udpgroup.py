@@ -22,7 +22,7 @@ class UDPUserGroup(UserGroup):
     def _register(self, name: str, slot: int | None, stalled: bool) -> _User:
         sock = socket.socket(socket.AF_INET6 if ":" in self.plan.address[0] else socket.AF_INET, socket.SOCK_DGRAM)
         sock.connect(self.plan.address)
-        sock.settimeout(self.plan.connect_timeout_s / JOIN_ATTEMPTS)
+        sock.settimeout(self.plan.load.connect_timeout_s / JOIN_ATTEMPTS)
         user = _User(name, sock, slot, stalled)
         user.out = collections.deque()  # datagrams, not a byte stream
         for _ in range(JOIN_ATTEMPTS):

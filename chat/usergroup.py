@@ -21,9 +21,13 @@ import socket
 import time
 from array import array
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from chat import protocol
 from chat.stats import SequenceTracker
+
+if TYPE_CHECKING:
+    from chat.loadgen import LoadConfig
 
 RECV_BYTES = 256 * 1024
 SELECT_MAX_FD = 1000  # select() handles descriptors below FD_SETSIZE (1024) only
@@ -105,26 +109,20 @@ def _welcomed(name: str, events: list) -> bool:
 
 @dataclass
 class GroupPlan:
-    """What one group does: its users, which of them send, and the shared load settings."""
+    """What one group does: the load's settings, this group's users, and which of them send."""
 
     address: tuple
+    load: LoadConfig
     names: list[str]
     sender_slots: list[int | None]  # per user: its index among all senders, or None
     stalled: list[bool]  # per user: registers, then never reads
-    senders_total: int
-    messages: int  # per sender
-    rate_per_s: float | None  # all senders together; None: bursts as fast as the window allows
-    burst: int
-    window_bursts: int
-    message_bytes: int
-    alphabet: str
-    connect_timeout_s: float
-    drain_idle_s: float
-    max_duration_s: float
-    stop_when_complete: bool
     sender_names: frozenset[str] = frozenset()  # every sender of this load; others' messages are foreign
     line_starts: tuple[bytes, ...] = (b"<",)  # how this load's chat lines start (a name prefix no one else uses)
-    transport: str = "tcp"  # or "udp" (see chat.udpgroup)
+
+    @functools.cached_property  # read for every scheduled message
+    def senders_total(self) -> int:
+        """Senders in the whole load, every group's and any outside the generator."""
+        return self.load.sender_count + self.load.external_senders
 
 
 @dataclass
@@ -197,7 +195,7 @@ class UserGroup:
         sock = socket.socket(socket.AF_INET6 if ":" in self.plan.address[0] else socket.AF_INET)
         if stalled:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, STALLED_RCVBUF_BYTES)
-        sock.settimeout(self.plan.connect_timeout_s)
+        sock.settimeout(self.plan.load.connect_timeout_s)
         sock.connect(self.plan.address)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.sendall(protocol.encode_line(name))
@@ -216,13 +214,13 @@ class UserGroup:
 
     def run(self, start_ns: int) -> None:
         """Send on schedule and record everything received until done; bounded in time."""
-        plan = self.plan
+        load = self.plan.load
         senders = [user for user in self.users if user.slot is not None]
         self._expected = expected = self._expected_total()
         schedule = self._schedule = self._make_schedule(senders, start_ns)
-        self._unsent = plan.messages * len(senders)
-        deadline_ns = start_ns + int(plan.max_duration_s * 1e9)
-        idle_ns = int(plan.drain_idle_s * 1e9)
+        self._unsent = load.messages * len(senders)
+        deadline_ns = start_ns + int(load.max_duration_s * 1e9)
+        idle_ns = int(load.drain_idle_s * 1e9)
         with _precise_selector(self.users) as selector:
             for user in self.users:
                 if not user.stalled:
@@ -232,14 +230,14 @@ class UserGroup:
             last_progress = now_ns()
             while True:
                 now = now_ns()
-                if plan.rate_per_s is None:
+                if load.rate_per_s is None:
                     self._unsent -= self._queue_burst(senders, now)
                 if self._send_due(selector, now):
                     last_progress = now  # before the idle check: a stall of our own is not the server's
                 all_sent = self._unsent == 0 and not self._sending
-                if all_sent and plan.stop_when_complete and self._received_lines >= expected:
+                if all_sent and load.stop_when_complete and self._received_lines >= expected:
                     break
-                waiting_for_window = plan.rate_per_s is None  # bursts: the next one waits for receipts
+                waiting_for_window = load.rate_per_s is None  # bursts: the next one waits for receipts
                 if (all_sent or self._sending or waiting_for_window) and now - last_progress > idle_ns:
                     break  # nothing moves any more: whatever is missing is lost
                 if now > deadline_ns:
@@ -253,7 +251,7 @@ class UserGroup:
         """Chat lines this group's readers should get: every other sender's messages."""
         plan = self.plan
         return sum(
-            plan.messages * (plan.senders_total - (user.slot is not None))
+            plan.load.messages * (plan.senders_total - (user.slot is not None))
             for user in self.users
             if not user.stalled
         )
@@ -270,11 +268,11 @@ class UserGroup:
         Sender ``slot`` sends message k at ``start + (slot / S + k) * interval``, so
         the S senders together send evenly spaced messages at the target rate.
         """
-        if self.plan.rate_per_s is None:
+        if self.plan.load.rate_per_s is None:
             return []
-        self._interval_ns = self.plan.senders_total / self.plan.rate_per_s * 1e9
+        self._interval_ns = self.plan.senders_total / self.plan.load.rate_per_s * 1e9
         self._start_ns = start_ns
-        schedule = [(self._due_ns(user), user.slot, user) for user in senders if self.plan.messages]
+        schedule = [(self._due_ns(user), user.slot, user) for user in senders if self.plan.load.messages]
         heapq.heapify(schedule)
         return schedule
 
@@ -288,12 +286,12 @@ class UserGroup:
         while schedule and schedule[0][0] <= now:
             due, slot, user = heapq.heappop(schedule)
             if user.closed:  # the server closed this sender: what it had left is never sent
-                queued += self.plan.messages - user.next_seq
+                queued += self.plan.load.messages - user.next_seq
                 continue
             self._queue(user, due)
             self._lag_us.append((now - due) / 1e3)  # how late it was queued (written at once, unless the socket is full)
             queued += 1
-            if user.next_seq < self.plan.messages:
+            if user.next_seq < self.plan.load.messages:
                 heapq.heappush(schedule, (self._due_ns(user), slot, user))
         return queued
 
@@ -303,17 +301,17 @@ class UserGroup:
         "Received" counts lines of any kind, so a server that merges messages
         into one another (the textbook one) still moves the window along.
         """
-        plan = self.plan
-        if not senders or senders[0].next_seq >= plan.messages:
+        load = self.plan.load
+        if not senders or senders[0].next_seq >= load.messages:
             return 0
-        bursts_sent = senders[0].next_seq // plan.burst
-        done_per_sender = max(0, min(plan.messages, (bursts_sent - plan.window_bursts + 1) * plan.burst))
-        needed = done_per_sender * self._expected // plan.messages
+        bursts_sent = senders[0].next_seq // load.burst
+        done_per_sender = max(0, min(load.messages, (bursts_sent - load.window_bursts + 1) * load.burst))
+        needed = done_per_sender * self._expected // load.messages
         if self._received_any_lines < needed:
             return 0
         queued = 0
         for user in senders:
-            count = min(plan.burst, plan.messages - user.next_seq)
+            count = min(load.burst, load.messages - user.next_seq)
             if user.closed:  # the server closed this sender: its bursts are never sent
                 user.next_seq += count
             else:
@@ -323,7 +321,7 @@ class UserGroup:
         return queued
 
     def _queue(self, user: _User, scheduled_ns: int) -> None:
-        text = message_text(user.next_seq, scheduled_ns, self.plan.message_bytes, self.plan.alphabet)
+        text = message_text(user.next_seq, scheduled_ns, self.plan.load.message_bytes, self.plan.load.alphabet)
         self._append(user, protocol.format_command(protocol.Say(text)))
         user.next_seq += 1
         self._sending.add(user)
@@ -422,7 +420,8 @@ class UserGroup:
 
     def _analyze(self, user: _User, result: GroupResult) -> None:
         decoder = protocol.LineDecoder(1 << 20)
-        size, alphabet, messages = self.plan.message_bytes, self.plan.alphabet, self.plan.messages
+        load = self.plan.load
+        size, alphabet, messages = load.message_bytes, load.alphabet, load.messages
         per_sender: dict[str, SequenceTracker] = {}
         latencies = result.latencies_us
         known = self.plan.sender_names
