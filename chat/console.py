@@ -10,11 +10,14 @@ server goes away; 2 when it can't be reached.
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import dataclasses
 import os
 import selectors
 import sys
 import threading
+from collections.abc import Callable
 
 from chat import protocol
 from chat.client import ChatClient, Disconnected, NameRefused
@@ -92,39 +95,95 @@ class PipeConsole:
 
 
 class TerminalConsole:
-    """prompt_toolkit I/O: incoming lines print above the line being typed."""
+    """prompt_toolkit I/O: incoming lines print above the line being typed.
+
+    Only the main thread writes to the terminal.  The receive thread queues
+    each line and wakes the prompt's event loop, which prints every waiting
+    line above the prompt in one go; lines that arrive between two prompts
+    (after Enter, before the next ``> `` is drawn) are printed just before it.
+    Printing from the receive thread instead races with the redraw of the
+    prompt after Enter and can glue a line to a stale ``> `` that then stays
+    on screen.
+    """
 
     def __init__(self) -> None:
         from prompt_toolkit import PromptSession
         from prompt_toolkit.patch_stdout import patch_stdout
+        from prompt_toolkit.styles import default_ui_style
 
         self._session = PromptSession()
-        self._patch = patch_stdout(raw=True)
+        self._style = default_ui_style()
+        self._loop = asyncio.new_event_loop()  # one loop for every prompt, so a wake-up is never lost
+        self._waiting: collections.deque[list[tuple[str, str]]] = collections.deque()
+        self._print_pending = False  # a run_in_terminal is on its way and will print what waits
+        self._interrupted = threading.Event()
+        self._patch = patch_stdout(raw=True)  # stray writes (a warning, say) also go above the prompt
         self._patch.__enter__()
 
     def show(self, event: protocol.ServerEvent) -> None:
-        from prompt_toolkit import print_formatted_text
-        from prompt_toolkit.formatted_text import FormattedText
-
-        print_formatted_text(FormattedText(_fragments(event)))
+        self._post(_fragments(event))
 
     def note(self, text: str) -> None:
-        from prompt_toolkit import print_formatted_text
+        self._post([("", text)])
 
-        print_formatted_text(text)
+    def _post(self, fragments: list[tuple[str, str]]) -> None:
+        """Any thread: queue a line and wake the main thread's loop to print it."""
+        self._waiting.append(fragments)
+        self._call_in_loop(self._print_waiting)
+
+    def _call_in_loop(self, callback: Callable[[], None]) -> None:
+        try:
+            self._loop.call_soon_threadsafe(callback)
+        except RuntimeError:  # the loop is closed: the console is closing, close() printed what waited
+            pass
+
+    def _print_waiting(self) -> None:
+        """In the loop: print the waiting lines above a running prompt, or directly between prompts."""
+        from prompt_toolkit.application import run_in_terminal
+
+        if not self._waiting or self._print_pending:  # printed already, or about to be
+            return
+        if self._session.app.is_running:
+            self._print_pending = True
+            run_in_terminal(self._write_waiting)  # erases the prompt, writes, draws it again below
+        else:
+            self._write_waiting()
+
+    def _write_waiting(self) -> None:
+        from prompt_toolkit.renderer import print_formatted_text as write_fragments
+
+        self._print_pending = False
+        output = self._session.app.output
+        while self._waiting:
+            write_fragments(output, [*self._waiting.popleft(), ("", "\n")], self._style)
+        output.flush()
 
     def interrupt(self) -> None:
+        """Any thread: end the prompt that is running, or the next one as soon as it starts."""
+        self._interrupted.set()
+        self._call_in_loop(self._exit_prompt)
+
+    def _exit_prompt(self) -> None:
         app = self._session.app
-        if app.is_running:
-            app.loop.call_soon_threadsafe(lambda: app.exit(exception=EOFError()))
+        if app.is_running and app.future is not None and not app.future.done():
+            app.exit(exception=EOFError())
 
     def read_line(self, prompt: str = "> ") -> str | None:
+        if self._interrupted.is_set():
+            return None
         try:
-            return self._session.prompt(prompt)
+            return self._loop.run_until_complete(self._session.prompt_async(prompt, pre_run=self._exit_if_interrupted))
         except EOFError:
             return None
 
+    def _exit_if_interrupted(self) -> None:
+        if self._interrupted.is_set():
+            self._exit_prompt()
+
     def close(self) -> None:
+        self._loop.run_until_complete(asyncio.sleep(0))  # run the wake-ups already queued
+        self._write_waiting()  # and print what is still waiting
+        self._loop.close()
         self._patch.__exit__(None, None, None)
 
 
@@ -158,9 +217,12 @@ def run(host: str, port: int, name: str | None, client_class: type = ChatClient)
             client.close()
             return EXIT_SERVER_GONE if gone.is_set() or not client.connected else EXIT_OK
         return _chat(client, console, gone, client_is_closing)
-    except KeyboardInterrupt:  # Ctrl+C while asked for a name
+    except KeyboardInterrupt:  # Ctrl+C outside the chat loop: asked for a name, or just welcomed
         client_is_closing.set()
-        client.close()
+        if client.name is not None:
+            client.quit()  # the others see a quit, not a lost connection
+        else:
+            client.close()
         return EXIT_OK
     finally:
         console.close()

@@ -199,6 +199,41 @@ def test_console_client_on_a_terminal_keeps_the_typed_line_intact(server, raw_cl
     assert alice.read_event() == Left("Боб", LeaveReason.QUIT)
 
 
+def test_console_client_on_a_terminal_keeps_every_line_whole_while_the_chat_is_busy(server, raw_clients):
+    """Lines arriving just as Enter is pressed, while the prompt is redrawn, each get a row of their own."""
+    alice = raw_clients(server.server_address, "Алиса")
+    rounds = 25
+    with TerminalSession(python_command("client", "bob", "--port", str(server.server_address[1])), lines=150) as term:
+        wait_for_empty_prompt(term)
+        for i in range(rounds):
+            for j in range(3):
+                alice.send_line(f"строка {i}.{j}")
+            term.type(f"/nick n{i}\r")  # the server answers at once, racing alice's lines to the screen
+            term.wait_for_text(f"is now known as n{i}")
+        expected = {"= welcome: you are bob; /help lists the commands, /quit leaves", ">"}
+        for i in range(rounds):
+            expected |= {f"<Алиса> строка {i}.{j}" for j in range(3)}
+            expected |= {f"> /nick n{i}", f"*** {'bob' if i == 0 else f'n{i - 1}'} is now known as n{i}"}
+        term.wait_for(lambda: expected <= set(term.display()))
+        wait_for_empty_prompt(term)
+        term.settle()
+        screen = [line for line in term.display() if line]
+        assert screen[-1] == ">"
+        assert sorted(screen) == sorted(expected), "a line is missing, repeated or glued to another"
+        term.type("\x04")  # Ctrl+D
+        assert term.wait_exit() == 0
+
+
+def test_console_client_on_a_terminal_says_when_the_server_goes_away(start_server):
+    server = start_server()
+    with TerminalSession(python_command("client", "bob", "--port", str(server.server_address[1]))) as term:
+        wait_for_empty_prompt(term)
+        server.stop()
+        assert term.wait_exit() == 1
+        screen = [line for line in term.display() if line]
+    assert screen[1:] == ["*** server shutting down", ">", "the connection to the chat server was lost"]
+
+
 def test_console_client_on_a_terminal_exits_cleanly_on_ctrl_c(server, raw_clients):
     alice = raw_clients(server.server_address, "alice")
     with TerminalSession(python_command("client", "bob", "--port", str(server.server_address[1]))) as term:
