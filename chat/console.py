@@ -97,13 +97,16 @@ class PipeConsole:
 class TerminalConsole:
     """prompt_toolkit I/O: incoming lines print above the line being typed.
 
+    One prompt stays on screen from the first :meth:`read_line` to
+    :meth:`close`, so the terminal stays in raw mode: a key typed at any
+    moment is input, never echoed by the terminal on its own.  Enter hands the
+    line to :meth:`read_line` and leaves a copy of it above the prompt.
+
     Only the main thread writes to the terminal.  The receive thread queues
-    each line and wakes the prompt's event loop, which prints every waiting
-    line above the prompt in one go; lines that arrive between two prompts
-    (after Enter, before the next ``> `` is drawn) are printed just before it.
-    Printing from the receive thread instead races with the redraw of the
-    prompt after Enter and can glue a line to a stale ``> `` that then stays
-    on screen.
+    each line and wakes the prompt's event loop, which erases the prompt,
+    writes every waiting line and draws the prompt again below them.  (A line
+    printed from the receive thread races with the drawing of the prompt and
+    can end up glued to a stale ``> ``.)
     """
 
     def __init__(self) -> None:
@@ -111,11 +114,14 @@ class TerminalConsole:
         from prompt_toolkit.patch_stdout import patch_stdout
         from prompt_toolkit.styles import default_ui_style
 
-        self._session = PromptSession()
+        self._session = PromptSession(erase_when_done=True)
+        self._session.default_buffer.accept_handler = self._accept
         self._style = default_ui_style()
-        self._loop = asyncio.new_event_loop()  # one loop for every prompt, so a wake-up is never lost
-        self._waiting: collections.deque[list[tuple[str, str]]] = collections.deque()
-        self._print_pending = False  # a run_in_terminal is on its way and will print what waits
+        self._loop = asyncio.new_event_loop()  # runs while read_line() waits; the prompt lives in it
+        self._prompt: asyncio.Task | None = None
+        self._typed: collections.deque[str] = collections.deque()  # lines entered, not yet read
+        self._line_entered = asyncio.Event()
+        self._waiting: collections.deque[list[tuple[str, str]]] = collections.deque()  # lines to show
         self._interrupted = threading.Event()
         self._patch = patch_stdout(raw=True)  # stray writes (a warning, say) also go above the prompt
         self._patch.__enter__()
@@ -127,64 +133,101 @@ class TerminalConsole:
         self._post([("", text)])
 
     def _post(self, fragments: list[tuple[str, str]]) -> None:
-        """Any thread: queue a line and wake the main thread's loop to print it."""
+        """Any thread: queue a line and wake the loop to print it."""
         self._waiting.append(fragments)
         self._call_in_loop(self._print_waiting)
 
     def _call_in_loop(self, callback: Callable[[], None]) -> None:
         try:
             self._loop.call_soon_threadsafe(callback)
-        except RuntimeError:  # the loop is closed: the console is closing, close() printed what waited
+        except RuntimeError:  # the loop is closed: close() already printed what waited
             pass
 
     def _print_waiting(self) -> None:
-        """In the loop: print the waiting lines above a running prompt, or directly between prompts."""
-        from prompt_toolkit.application import run_in_terminal
-
-        if not self._waiting or self._print_pending:  # printed already, or about to be
+        """In the loop: print the waiting lines above the prompt (or plainly before it starts)."""
+        if not self._waiting:  # an earlier wake-up printed them
             return
-        if self._session.app.is_running:
-            self._print_pending = True
-            run_in_terminal(self._write_waiting)  # erases the prompt, writes, draws it again below
-        else:
+        app = self._session.app
+        if not app.is_running:
             self._write_waiting()
+            return
+        app.renderer.erase()  # the cursor goes back to where the prompt starts
+        self._write_waiting()
+        if not app.is_done:
+            app.renderer.request_absolute_cursor_position()  # how much room is below, as after any erase
+        app.invalidate()  # the prompt is drawn again, below the new lines
 
     def _write_waiting(self) -> None:
         from prompt_toolkit.renderer import print_formatted_text as write_fragments
 
-        self._print_pending = False
         output = self._session.app.output
         while self._waiting:
             write_fragments(output, [*self._waiting.popleft(), ("", "\n")], self._style)
         output.flush()
 
+    def _accept(self, buffer) -> bool:
+        """Enter: keep a copy of the line above the prompt and hand it to read_line()."""
+        self._waiting.append([("", f"{self._session.message}{buffer.text}")])
+        self._print_waiting()
+        self._typed.append(buffer.text)
+        self._line_entered.set()
+        return False  # the prompt starts empty again
+
     def interrupt(self) -> None:
-        """Any thread: end the prompt that is running, or the next one as soon as it starts."""
+        """Any thread: end the prompt (read_line returns None), now or as soon as it starts."""
         self._interrupted.set()
         self._call_in_loop(self._exit_prompt)
 
-    def _exit_prompt(self) -> None:
+    def _exit_prompt(self, exception: BaseException | None = None) -> None:
         app = self._session.app
         if app.is_running and app.future is not None and not app.future.done():
-            app.exit(exception=EOFError())
-
-    def read_line(self, prompt: str = "> ") -> str | None:
-        if self._interrupted.is_set():
-            return None
-        try:
-            return self._loop.run_until_complete(self._session.prompt_async(prompt, pre_run=self._exit_if_interrupted))
-        except EOFError:
-            return None
+            app.exit(exception=exception or EOFError())
 
     def _exit_if_interrupted(self) -> None:
         if self._interrupted.is_set():
             self._exit_prompt()
 
+    def read_line(self, prompt: str = "> ") -> str | None:
+        """The next line entered; None after Ctrl+D or :meth:`interrupt`.  Ctrl+C raises KeyboardInterrupt."""
+        if self._interrupted.is_set():
+            return None
+        self._session.message = prompt
+        if self._prompt is None:
+            self._prompt = self._loop.create_task(self._session.prompt_async(prompt, pre_run=self._exit_if_interrupted))
+        else:
+            self._session.app.invalidate()  # the prompt text may have changed
+        try:
+            return self._loop.run_until_complete(self._next_line())
+        except EOFError:
+            return None
+
+    async def _next_line(self) -> str:
+        while not self._typed:
+            entered = asyncio.ensure_future(self._line_entered.wait())
+            await asyncio.wait({entered, self._prompt}, return_when=asyncio.FIRST_COMPLETED)
+            entered.cancel()
+            self._line_entered.clear()
+            if not self._typed and self._prompt.done():
+                self._prompt.result()  # EOFError (Ctrl+D, interrupt) or KeyboardInterrupt (Ctrl+C)
+                raise EOFError
+        return self._typed.popleft()
+
     def close(self) -> None:
-        self._loop.run_until_complete(asyncio.sleep(0))  # run the wake-ups already queued
-        self._write_waiting()  # and print what is still waiting
+        """End the prompt (it erases itself), print what is still waiting, restore the terminal."""
+        self._loop.run_until_complete(self._wind_down())
+        self._write_waiting()
         self._loop.close()
         self._patch.__exit__(None, None, None)
+
+    async def _wind_down(self) -> None:
+        self._exit_prompt()
+        others = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        for task in others:
+            if task is not self._prompt:
+                task.cancel()
+        await asyncio.wait(others) if others else None
+        if self._prompt is not None and not self._prompt.cancelled():
+            self._prompt.exception()  # seen: EOFError or KeyboardInterrupt, the way the prompt ended
 
 
 def run(host: str, port: int, name: str | None, client_class: type = ChatClient) -> int:

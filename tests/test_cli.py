@@ -231,7 +231,7 @@ def test_console_client_on_a_terminal_says_when_the_server_goes_away(start_serve
         server.stop()
         assert term.wait_exit() == 1
         screen = [line for line in term.display() if line]
-    assert screen[1:] == ["*** server shutting down", ">", "the connection to the chat server was lost"]
+    assert screen[1:] == ["*** server shutting down", "the connection to the chat server was lost"]
 
 
 def test_console_client_on_a_terminal_exits_cleanly_on_ctrl_c(server, raw_clients):
