@@ -51,7 +51,15 @@ def _add_network(parser: argparse.ArgumentParser, port: int = DEFAULT_PORT, tran
         host_help = "the server's address (default 127.0.0.1)"
         port_help = f"the server's {transport} port (default {port})"
     parser.add_argument("--host", default="127.0.0.1", help=host_help)
-    parser.add_argument("--port", type=int, default=port, help=port_help)
+    parser.add_argument("--port", type=port_number, default=port, help=port_help)
+
+
+def port_number(text: str) -> int:
+    """A TCP or UDP port, 0-65535 (argparse turns the ValueError into a usage error)."""
+    port = int(text)
+    if not 0 <= port <= 65535:
+        raise ValueError(text)
+    return port
 
 
 # -- server ------------------------------------------------------------------------
@@ -99,8 +107,15 @@ def _run_server(args: argparse.Namespace) -> int:
         print(f"can't start the server on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 2
     host, port = server.server_address
+    reach = _reachable_as(host)
     return serve_until_stopped(server, f"chat server on {host}:{port}; connect with "
-                                       f"`python -m chat client --port {port}` or `nc {host} {port}`; Ctrl+C stops it")
+                                       f"`python -m chat client --host {reach} --port {port}` or `nc {reach} {port}`; "
+                                       f"Ctrl+C stops it")
+
+
+def _reachable_as(host: str) -> str:
+    """How others name a server listening on ``host`` (all interfaces: by this machine's address)."""
+    return "THIS_MACHINE_ADDRESS" if host in ("0.0.0.0", "::") else host
 
 
 def serve_until_stopped(server, banner: str) -> int:
@@ -121,12 +136,17 @@ def serve_until_stopped(server, banner: str) -> int:
 def stop_on_signals():
     """Within this block SIGINT (Ctrl+C) and SIGTERM raise KeyboardInterrupt, so both stop the same way.
 
+    Only the first one does: after it both are ignored until the block ends, so
+    an impatient second Ctrl+C can't interrupt the stop and leave threads behind.
+
     SIGINT gets its handler explicitly: a process started in the background by a
     non-interactive shell (``cmd &`` in a script) inherits SIGINT *ignored*, and
     Python then installs no Ctrl+C handler of its own, so the server would not stop.
     """
 
     def interrupt(signum, frame):
+        for each in previous:  # a second Ctrl+C must not cut the clean stop short
+            signal.signal(each, signal.SIG_IGN)
         raise KeyboardInterrupt
 
     previous = {signum: signal.signal(signum, interrupt) for signum in (signal.SIGINT, signal.SIGTERM)}
@@ -283,9 +303,10 @@ def _run_udp_server(args: argparse.Namespace) -> int:
         print(f"can't start the UDP server on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 2
     host, port = server.server_address
+    reach = _reachable_as(host)
     return serve_until_stopped(server, f"UDP chat server on {host}:{port}; connect with `python -m chat "
-                                       f"udp-client --port {port}` or `nc -u {host} {port}` (then /join NAME); "
-                                       f"Ctrl+C stops it")
+                                       f"udp-client --host {reach} --port {port}` or `nc -u {reach} {port}` "
+                                       f"(then /join NAME); Ctrl+C stops it")
 
 
 def _add_udp_client(commands) -> None:

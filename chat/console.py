@@ -74,6 +74,9 @@ class PipeConsole:
 
     def read_line(self, prompt: str = "") -> str | None:
         """The next input line, or None at end of input or after :meth:`interrupt`."""
+        if os.name == "nt":  # Windows' select() takes sockets only: read plainly; a lost server shows at the next line
+            line = sys.stdin.readline()
+            return line.rstrip("\r\n") if line else None
         # select(), not the default epoll: stdin may be a regular file (`< lines.txt`), which epoll refuses.
         with selectors.SelectSelector() as selector:
             selector.register(sys.stdin.fileno(), selectors.EVENT_READ)
@@ -255,10 +258,11 @@ def run(host: str, port: int, name: str | None, client_class: type = ChatClient)
         except OSError as exc:
             console.note(f"can't reach the chat server at {host}:{port}: {exc}")
             return EXIT_UNREACHABLE
-        if not _register(client, console, name):
+        refused_exit = _register(client, console, name)
+        if refused_exit is not None:
             client_is_closing.set()
             client.close()
-            return EXIT_SERVER_GONE if gone.is_set() or not client.connected else EXIT_OK
+            return refused_exit
         return _chat(client, console, gone, client_is_closing)
     except KeyboardInterrupt:  # Ctrl+C outside the chat loop: asked for a name, or just welcomed
         client_is_closing.set()
@@ -271,12 +275,17 @@ def run(host: str, port: int, name: str | None, client_class: type = ChatClient)
         console.close()
 
 
-def _register(client: ChatClient, console, name: str | None) -> bool:
+def _register(client: ChatClient, console, name: str | None) -> int | None:
+    """Ask for a name until the server takes one: None once registered, else the exit code.
+
+    The end of input (Ctrl+D) at the name prompt is the user's choice to leave:
+    EXIT_OK.  A server that closes or does not answer: EXIT_SERVER_GONE.
+    """
     while True:
         if name is None:
             name = console.read_line("your name: ")
             if name is None:
-                return False
+                return EXIT_OK
         try:
             registered = client.register(name)
         except NameRefused as exc:
@@ -285,12 +294,12 @@ def _register(client: ChatClient, console, name: str | None) -> bool:
             continue
         except TimeoutError as exc:
             console.note(f"no answer from the server: {exc}")
-            return False
+            return EXIT_SERVER_GONE
         except (OSError, ConnectionError) as exc:
             console.note(f"the server closed the connection: {exc}")
-            return False
+            return EXIT_SERVER_GONE
         console.note(f"= welcome: you are {registered}; /help lists the commands, /quit leaves")
-        return True
+        return None
 
 
 def _chat(client: ChatClient, console, gone: threading.Event, closing: threading.Event) -> int:

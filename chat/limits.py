@@ -6,6 +6,7 @@ is a command-line flag of ``python -m chat server``.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields
 
 from chat.protocol import MAX_LINE_BYTES
@@ -40,7 +41,10 @@ class Limits:
 
     def __post_init__(self) -> None:
         for field in fields(self):
-            if getattr(self, field.name) < 0:
+            value = getattr(self, field.name)
+            if not math.isfinite(value):
+                raise ValueError(f"{field.name} must be a finite number, not {value}")
+            if value < 0:
                 raise ValueError(f"{field.name} can't be negative")
         if self.max_line_bytes < 64:
             raise ValueError("max_line_bytes must be at least 64")

@@ -288,16 +288,21 @@ class ChatServer:
         key = protocol.name_key(name)
         with self._lock:
             taken = key in self._by_key
-            if not taken:
+            # Queued before the newcomer is a member, so no broadcast can reach it before its
+            # welcome.  Queuing only appends to memory: no socket I/O under the lock.
+            welcomed = not taken and session.outbox.put(
+                protocol.encode_event(protocol.welcome(name, len(self._members) + 1)))
+            if welcomed:
                 session.name, session.key = name, key
                 self._by_key[key] = session
                 self._members += (session,)
                 self._users_peak = max(self._users_peak, len(self._members))
-                online = len(self._members)
         if taken:
             session.send_event(protocol.name_refused(name))
             return
-        session.send_event(protocol.welcome(name, online))
+        if not welcomed:  # its queue is full of replies it never read: it is not reading
+            session.drop(LeaveReason.TOO_SLOW)
+            return
         self._announce(Joined(name), exclude=session)
         log.info("%s joined from %s:%s", name, *session.address[:2])
 
@@ -319,7 +324,9 @@ class ChatServer:
         if not free:
             session.send_event(protocol.name_refused(new))
             return
-        if old != new:
+        if old == new:
+            session.send_event(Reply("nick", f"you are already {new}"))
+        else:
             self._announce(Renamed(old, new))
 
     def _retire(self, session: Session) -> None:

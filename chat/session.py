@@ -10,7 +10,7 @@ its own writer.
 from __future__ import annotations
 
 import logging
-import select
+import selectors
 import socket
 import threading
 import time
@@ -72,8 +72,14 @@ class Session:
         return f"<Session #{self.number} {self.name or '(unregistered)'} {self.address}>"
 
     def start(self) -> None:
+        """Start the writer, then the reader; if the reader can't start, the writer is stopped too."""
         self.writer.start()
-        self.reader.start()
+        try:
+            self.reader.start()
+        except BaseException:
+            self.outbox.close()
+            self.writer.join()  # it returns at once: nothing is queued before the reader runs
+            raise
 
     # -- called from any thread -------------------------------------------
 
@@ -140,7 +146,7 @@ class Session:
     def _recv(self) -> bytes:
         """The next bytes; before registration, b"" once the registration time is up.
 
-        The deadline is kept with poll(), never with a socket timeout: a timeout
+        The deadline is kept with a selector, never with a socket timeout: a timeout
         applies to every thread using the socket, the flusher's sends included.
         """
         if self.name is None and not self._readable_before_deadline():
@@ -152,9 +158,10 @@ class Session:
         remaining = self.registration_deadline - time.monotonic()
         if remaining <= 0:
             return False
-        poller = select.poll()
-        poller.register(self.sock, select.POLLIN)
-        return bool(poller.poll(remaining * 1000))
+        # A selector works on every system and, unlike select.select(), with descriptors above 1023.
+        with selectors.DefaultSelector() as selector:
+            selector.register(self.sock, selectors.EVENT_READ)
+            return bool(selector.select(remaining))
 
     def _time_out(self) -> None:
         self.timed_out = True

@@ -20,7 +20,7 @@ import heapq
 import itertools
 import logging
 import random
-import select
+import selectors
 import socket
 import threading
 import time
@@ -137,19 +137,19 @@ class UDPChatServer:
         log.info("UDP chat server on %s:%s", *self.server_address)
         if self._delayer is not None:
             self._delayer.start()
-        # Non-blocking, and waits with poll(): a socket timeout would also make sendto() wait.
+        # Non-blocking, and waits with a selector: a socket timeout would also make sendto() wait.
         self._sock.setblocking(False)
-        poller = select.poll()
-        poller.register(self._sock, select.POLLIN)
         next_check = time.monotonic() + self.check_interval_s
-        while not self._stopping.is_set():
-            poller.poll(max(0.0, next_check - time.monotonic()) * 1000)
-            if not self._receive_waiting():
-                break
-            now = time.monotonic()
-            if now >= next_check:
-                self._expire(now)
-                next_check = now + self.check_interval_s
+        with selectors.DefaultSelector() as selector:
+            selector.register(self._sock, selectors.EVENT_READ)
+            while not self._stopping.is_set():
+                selector.select(max(0.0, next_check - time.monotonic()))
+                if not self._receive_waiting():
+                    break
+                now = time.monotonic()
+                if now >= next_check:
+                    self._expire(now)
+                    next_check = now + self.check_interval_s
 
     def _receive_waiting(self) -> bool:
         """Handle every datagram waiting; False once the socket is gone (stopped)."""

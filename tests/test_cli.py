@@ -11,6 +11,7 @@ import pytest
 from chat import protocol
 from chat.protocol import ChatMessage, Joined, LeaveReason, Left
 from chat.terminal import TerminalSession, python_command
+from tests.helpers import wait_until
 
 PROCESS_TIMEOUT_S = 20
 
@@ -76,6 +77,17 @@ def test_server_relays_between_raw_clients_and_stops_cleanly_on_signal(server_pr
     assert protocol.parse_event(alice.read_to_eof()[-1]) == protocol.ServerClosing()
 
 
+def test_a_second_ctrl_c_during_the_stop_does_not_cut_it_short(server_process, raw_clients):
+    server = server_process()
+    alice = raw_clients(server.address, "Алиса")  # hears the notice, then keeps the connection open
+    server.process.send_signal(signal.SIGINT)
+    assert alice.read_until(lambda event: event == protocol.ServerClosing())  # the stop has begun
+    server.process.send_signal(signal.SIGINT)  # while the server waits for Алиса to close
+    out, err = server.process.communicate(timeout=PROCESS_TIMEOUT_S)
+    assert server.process.returncode == 0, err
+    assert "server stopped" in out and "Traceback" not in err
+
+
 def _ignore_ctrl_c() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # what `python -m chat server &` gets from a script
 
@@ -118,6 +130,23 @@ def test_server_refuses_a_port_in_use(server_process):
     result = run_chat("server", "--port", str(server.address[1]))
     assert result.returncode == 2
     assert "can't start the server" in result.stderr
+
+
+@pytest.mark.parametrize("flags", [("--port", "70000"), ("--port", "-1"), ("--registration-timeout", "inf"),
+                                   ("--max-rate", "nan"), ("--sendq", "-5")])
+def test_server_refuses_impossible_flag_values_with_a_message(flags):
+    result = run_chat("server", *flags)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert flags[0] in result.stderr or "can't start the server" in result.stderr
+
+
+@pytest.mark.parametrize("input_text", ["", "ALICE\n"], ids=["at-the-name-prompt", "after-a-refused-name"])
+def test_console_client_end_of_input_before_registering_exits_cleanly(server, raw_clients, input_text):
+    raw_clients(server.server_address, "alice")
+    result = run_chat("client", "--port", str(server.server_address[1]), input_text=input_text)
+    assert result.returncode == 0, result.stderr
+    wait_until(lambda: server.stats().connections_now == 1)  # only alice: the client closed its connection
 
 
 def test_console_client_with_piped_stdin(server, raw_clients):

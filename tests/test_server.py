@@ -120,6 +120,8 @@ def test_nick_to_a_taken_name_is_refused(server, raw_clients):
     assert bob.read_event().code == protocol.NAME_TAKEN
     bob.send_line("/nick Bob")  # a new case of your own name is fine
     assert bob.read_event() == Renamed("bob", "Bob")
+    bob.send_line("/nick Bob")  # your own name, as it is: nothing changes, and you are told so
+    assert bob.read_event() == Reply("nick", "you are already Bob")
 
 
 def test_private_message_and_who(server, raw_clients):
@@ -373,6 +375,57 @@ def test_a_connection_whose_threads_cannot_start_is_contained(start_server, raw_
     assert [str(exc) for exc in errors] == ["can't start new thread"]
     assert server.stats().connections_now == 1
     assert alice.register  # still served
+
+
+def test_a_newcomer_hears_its_welcome_before_any_chat_line(server, raw_clients, monkeypatch):
+    alice = raw_clients(server.server_address, "Алиса")
+    welcoming = threading.Event()
+    real_welcome = protocol.welcome
+
+    def slow_welcome(name, online):  # widens the moment between joining and being welcomed
+        if name == "bob":
+            welcoming.set()
+            time.sleep(0.3)
+        return real_welcome(name, online)
+
+    monkeypatch.setattr(protocol, "welcome", slow_welcome)
+    bob = raw_clients(server.server_address)
+    assert bob.read_event().topic == "hello"
+    bob.send_line("bob")
+    assert welcoming.wait(5)
+    alice.send_line("ты здесь?")  # sent while bob is being welcomed
+    assert bob.read_event() == real_welcome("bob", 2)
+    assert bob.read_event() == ChatMessage("Алиса", "ты здесь?")
+
+
+class _UnstartableThread(threading.Thread):
+    def start(self):
+        raise RuntimeError("can't start new thread")
+
+
+def test_a_connection_whose_reader_cannot_start_leaves_no_writer_behind(start_server, raw_clients, monkeypatch):
+    server = start_server()
+    errors = []
+    monkeypatch.setattr(server, "handle_error", lambda session, exc: errors.append(exc))
+    from chat import session as session_module
+
+    original = session_module.Session.start
+    failed = []
+
+    def start_with_a_failing_reader(self):
+        if not failed:  # the first connection's writer starts, its reader does not
+            failed.append(self)
+            self.reader = _UnstartableThread(name=self.reader.name)
+        original(self)
+
+    monkeypatch.setattr(session_module.Session, "start", start_with_a_failing_reader)
+    refused = raw_clients(server.server_address)
+    with pytest.raises((AssertionError, ConnectionResetError)):  # closed at once
+        refused.read_line()
+    assert not failed[0].writer.is_alive()  # stopped with the connection; the fixture checks no thread is left
+    alice = raw_clients(server.server_address, "alice")
+    assert [str(exc) for exc in errors] == ["can't start new thread"]
+    assert alice.register and server.users() == ["alice"]
 
 
 def test_stop_waits_for_serve_forever_run_in_the_callers_own_thread(raw_clients):
