@@ -80,6 +80,9 @@ def _add_server(commands) -> None:
                         help=f"lines a client may send at once before --max-rate applies (default {defaults.rate_burst_lines})")
     parser.add_argument("--sendq", type=int, default=defaults.sendq_bytes, metavar="BYTES",
                         help=f"bytes queued for one client before it is dropped as too slow (default {defaults.sendq_bytes})")
+    parser.add_argument("--sndbuf", type=int, default=defaults.socket_sndbuf_bytes, metavar="BYTES",
+                        help="the kernel's send buffer per client (SO_SNDBUF), on top of --sendq; "
+                             "0 leaves it to the system, which may grow it to megabytes (default 0)")
     parser.add_argument("--registration-timeout", type=float, default=defaults.registration_timeout_s, metavar="SECONDS",
                         help=f"time a new connection has to choose a name (default {defaults.registration_timeout_s:g})")
     parser.add_argument("--no-nodelay", dest="nodelay", action="store_false",
@@ -92,6 +95,7 @@ def server_limits(args: argparse.Namespace) -> Limits:
         max_clients=args.max_clients,
         max_line_bytes=args.max_line,
         sendq_bytes=args.sendq,
+        socket_sndbuf_bytes=args.sndbuf,
         rate_lines_per_s=args.max_rate,
         rate_burst_lines=args.burst,
         registration_timeout_s=args.registration_timeout,

@@ -25,6 +25,9 @@ SAMPLE_INTERVAL_S = 0.02
 def _serve(kind: str, options: dict, conn) -> None:
     """Entry point of the server process: start, report the address, obey 'stats' and 'stop'."""
     raise_file_limit()
+    drops_ns: list[int] = []  # when users were dropped as too slow (time.monotonic_ns: comparable across processes)
+    if kind == "ours":
+        options = {**options, "on_event": lambda event: _note_drop(event, drops_ns)}
     server = _make_server(kind, options)
     server.start()
     conn.send(tuple(server.server_address))
@@ -32,9 +35,16 @@ def _serve(kind: str, options: dict, conn) -> None:
         command = conn.recv()
         if command == "stop":
             server.stop()
-            conn.send(_stats_of(server))
+            conn.send({**_stats_of(server), "too_slow_drops_ns": drops_ns})
             return
-        conn.send(_stats_of(server))
+        conn.send({**_stats_of(server), "too_slow_drops_ns": drops_ns})
+
+
+def _note_drop(event, drops_ns: list[int]) -> None:
+    from chat.protocol import LeaveReason, Left
+
+    if isinstance(event, Left) and event.reason is LeaveReason.TOO_SLOW:
+        drops_ns.append(time.monotonic_ns())
 
 
 def _make_server(kind: str, options: dict):

@@ -31,6 +31,11 @@ class Limits:
     # Bytes waiting to be sent to one client.  A client that falls further behind
     # is disconnected as "too slow", so it can't hold the server's memory.
     sendq_bytes: int = 1 << 20
+    # The kernel's send buffer for each client (SO_SNDBUF), beyond the queue above.
+    # 0 leaves it to the system: Linux grows it up to net.ipv4.tcp_wmem's maximum
+    # (4 MiB by default), so a client that stops reading is dropped only once that
+    # fills too.  A value here bounds the kernel's share as well (Linux doubles it).
+    socket_sndbuf_bytes: int = 0
     # Sustained lines per second one client may send; 0 switches flood control off.
     # Excess lines are not dropped: the reader pauses and TCP pushes back.
     rate_lines_per_s: float = 10.0

@@ -65,6 +65,7 @@ class LoadConfig:
     max_duration_s: float = 60.0  # hard stop, whatever happens
     stop_when_complete: bool = True  # stop as soon as every expected line has arrived
     transport: str = "tcp"  # "udp": the users speak to a chat.udp server
+    keep_send_times: bool = False  # keep each delivery's send time too, for latency within a time window
 
     def __post_init__(self) -> None:
         if self.sender_count > self.users - self.stalled_users or self.sender_count < 0:
@@ -111,6 +112,8 @@ class LoadResult:
     receivers_closed: list[str]  # readers the server disconnected
     timed_out: bool
     latency_samples_ms: list[float] = field(repr=False, default_factory=list)
+    window_s: float | None = None  # with run_load(window_end=...): the window's length, from the start
+    latency_window_ms: dict[str, float] | None = None  # percentiles of the messages sent within the window
 
     def to_dict(self) -> dict:
         data = dataclasses.asdict(self)
@@ -139,13 +142,18 @@ def plan_groups(address: tuple, config: LoadConfig, groups: int) -> list[GroupPl
 
 
 def run_load(address: tuple, config: LoadConfig, processes: int = 1, progress: Progress | None = None,
-             before_start: Callable[[], None] | None = None) -> LoadResult:
+             before_start: Callable[[], None] | None = None,
+             window_end: Callable[[int], int | None] | None = None) -> LoadResult:
     """Connect the users, run the load, and return what it measured.
 
     ``processes=0`` runs the users in a thread of this process (small demos
     only: the generator then competes with anything else in the process).
     ``before_start`` is called once every user has joined, just before the
     clock starts (the TCP-under-loss experiment switches the loss on there).
+    ``window_end`` (with ``config.keep_send_times``) is called after the run
+    with the start time and gives a moment (:func:`now_ns` clock); the result
+    then also gives the latency of the messages sent before it (the
+    slow-consumer experiment: until the stalled user was dropped).
     """
     plans = plan_groups(address, config, max(1, processes))
     runner = _ThreadRunner(plans) if processes == 0 else _ProcessRunner(plans)
@@ -156,11 +164,12 @@ def run_load(address: tuple, config: LoadConfig, processes: int = 1, progress: P
         start_ns = now_ns() + int(START_LEAD_S * 1e9)
         runner.go(start_ns)
         results = runner.wait_results(config.max_duration_s + RESULT_MARGIN_S, start_ns, config, progress)
-    return merge(config, results, start_ns)
+    end_ns = window_end(start_ns) if window_end is not None else None
+    return merge(config, results, start_ns, end_ns)
 
 
-def merge(config: LoadConfig, results: list[GroupResult], start_ns: int) -> LoadResult:
-    """Combine the groups' counts into one result."""
+def merge(config: LoadConfig, results: list[GroupResult], start_ns: int, window_end_ns: int | None = None) -> LoadResult:
+    """Combine the groups' counts into one result (and, given a window's end, its latency within it)."""
     sent = {name: n for result in results for name, n in result.sent.items()}
     sent.update({name: config.messages for name in external_sender_names(config)})
     pairs: dict[tuple[str, str], PairCount] = {}
@@ -204,8 +213,18 @@ def merge(config: LoadConfig, results: list[GroupResult], start_ns: int) -> Load
         receivers_closed=sorted(name for result in results for name in result.receivers_closed),
         timed_out=any(result.timed_out for result in results),
         latency_samples_ms=stats.subsample(latencies_ms, KEEP_SAMPLES),
+        **_window(config, results, start_ns, window_end_ns),
         **total,
     )
+
+
+def _window(config: LoadConfig, results: list[GroupResult], start_ns: int, end_ns: int | None) -> dict:
+    """Latency percentiles of the messages sent between the start and ``end_ns``."""
+    if end_ns is None or not config.keep_send_times:
+        return {}
+    within = [latency / 1e3 for result in results
+              for latency, sent_ns in zip(result.latencies_us, result.sent_at_ns) if sent_ns < end_ns]
+    return {"window_s": (end_ns - start_ns) / 1e9, "latency_window_ms": stats.summarize(within)}
 
 
 def _name_prefixes(config: LoadConfig) -> list[str]:

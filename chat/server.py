@@ -219,6 +219,8 @@ class ChatServer:
     def _open_session(self, sock: socket.socket, address: tuple) -> None:
         sock.setblocking(True)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, int(self.nodelay))
+        if self.limits.socket_sndbuf_bytes:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.limits.socket_sndbuf_bytes)
         _keep_alive(sock)
         with self._lock:
             self._counted["connections_total"] += 1

@@ -7,7 +7,14 @@ default limits (flood control on):
   (each window is one load-generator run: they connect, talk and leave);
 - **churn**, one action after another from a seeded list: users who join,
   talk and quit, or vanish mid-line, or never register, or send garbage,
-  overlong lines, bad names, or stop reading for a while.
+  overlong lines, bad names, or stop reading for a while, or stop reading for
+  good while flooding themselves with private messages until the server drops
+  them as too slow (the soak's server holds at most ``SOAK_SENDQ_BYTES`` per
+  client, in its queue and in the kernel's send buffer, so that this takes
+  seconds, not minutes).
+
+The first third of the windows is the warm-up; memory and threads must not
+grow after it.
 
 Per window it reports the steady users' losses and latency, and the server's
 RSS and threads; over the whole run, the churn actions by kind and the
@@ -32,7 +39,9 @@ STEADY_USERS = 20
 STEADY_RATE_PER_S = 100.0  # 5 lines/s per user, within the default flood limit of 10
 CHURN_TIMEOUT_S = 5.0
 CHURN_IN_FLIGHT = 1  # churn actions run one after another: at most one of their connections is open
-WARM_UP_WINDOWS = 1
+SOAK_SENDQ_BYTES = 64 * 1024  # the soak's server: per-client queue and kernel send buffer (defaults: 1 MiB, system's)
+DROP_TIMEOUT_S = 20.0  # a user who never reads is dropped as too slow well within this
+WARM_UP_SHARE = 1 / 3  # of the windows; growth is measured after it
 
 
 def _connect(address: tuple, rcvbuf_bytes: int | None = None) -> socket.socket:
@@ -63,8 +72,10 @@ def _error(code: str) -> Callable[[protocol.ServerEvent], bool]:
     return lambda event: isinstance(event, protocol.Error) and event.code == code
 
 
-def _register(address: tuple, name: str, **options) -> socket.socket:
+def _register(address: tuple, name: str, sndbuf_bytes: int | None = None, **options) -> socket.socket:
     sock = _connect(address, **options)
+    if sndbuf_bytes:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf_bytes)
     sock.sendall(protocol.encode_line(name))
     _read_until(sock, _reply("welcome"))
     return sock
@@ -133,9 +144,27 @@ def stop_reading(address, name, rng):
     sock.close()
 
 
+def stall_until_dropped(address, name, rng):
+    """Never read, and make the server queue ever more for us: it must drop us as too slow."""
+    # A small send buffer of our own: sendall() then waits for the server to read, instead of
+    # filling megabytes of our kernel's memory that it would take minutes to read.
+    sock = _register(address, name, rcvbuf_bytes=4096, sndbuf_bytes=16 * 1024)
+    to_self = protocol.encode_line(f"/msg {name} " + "ы" * 1500)  # 3 KB back to us, twice (message and echo)
+    deadline = time.monotonic() + DROP_TIMEOUT_S
+    try:
+        while time.monotonic() < deadline:
+            sock.sendall(to_self)  # blocks while flood control holds our input back: fine
+    except (BrokenPipeError, ConnectionResetError):
+        return  # dropped: the server shut our connection
+    finally:
+        sock.close()
+    raise TimeoutError(f"{name} was never dropped as too slow")
+
+
 CHURN_ACTIONS: dict[str, Callable] = {
     action.__name__: action
-    for action in (polite, vanish_mid_line, never_register, garbage, overlong_line, bad_names, nick_changes, stop_reading)
+    for action in (polite, vanish_mid_line, never_register, garbage, overlong_line, bad_names, nick_changes,
+                   stop_reading, stall_until_dropped)
 }
 
 
@@ -186,7 +215,9 @@ def run_soak(seconds: float, window_s: float = 5.0, seed: int = 0, step: Callabl
                         drain_idle_s=1.0, max_duration_s=window_s * 3 + 10)
     windows = []
     started = time.monotonic()
-    with ServerProcess("ours", max_clients=200) as server, ProcessSampler(server.pid, interval_s=0.1) as sampler:
+    with ServerProcess("ours", max_clients=200, sendq_bytes=SOAK_SENDQ_BYTES,
+                       socket_sndbuf_bytes=SOAK_SENDQ_BYTES) as server, \
+            ProcessSampler(server.pid, interval_s=0.1) as sampler:
         with Churn(server.address, seed) as churn:
             for index in range(windows_total):
                 if step is not None:
@@ -206,7 +237,8 @@ def run_soak(seconds: float, window_s: float = 5.0, seed: int = 0, step: Callabl
 
 
 def _report(seconds, window_s, windows, churn, counters, sampler) -> dict:
-    settled = windows[WARM_UP_WINDOWS:] or windows
+    warm_up = max(1, int(len(windows) * WARM_UP_SHARE))
+    settled = windows[warm_up - 1:]  # from the last warm-up window's end
     rss = [window["server_rss_bytes"] for window in settled]
     threads = [window["server_threads"] for window in settled]
     return {
@@ -220,6 +252,7 @@ def _report(seconds, window_s, windows, churn, counters, sampler) -> dict:
         "server_errors": counters.get("errors", 0),
         "server_connections": counters.get("connections_total", 0),
         "server_leaves": counters.get("leaves", {}),
+        "warm_up_windows": warm_up,
         "lost_total": sum(window["lost"] for window in windows),
         "rss_after_warm_up_bytes": {"first": rss[0], "last": rss[-1], "max": max(rss)},
         "threads_after_warm_up": {"first": threads[0], "last": threads[-1], "max": max(threads)},

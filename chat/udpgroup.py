@@ -12,12 +12,33 @@ import selectors
 import socket
 
 from chat import protocol
-from chat.udpclient import JOIN_ATTEMPTS
+from chat.udpclient import HEARTBEAT_S, JOIN_ATTEMPTS
 from chat.usergroup import RECV_BYTES, UserGroup, _User, _welcomed, now_ns
 
 
 class UDPUserGroup(UserGroup):
-    """A :class:`~chat.usergroup.UserGroup` whose users speak UDP."""
+    """A :class:`~chat.usergroup.UserGroup` whose users speak UDP.
+
+    Every user pings the server each ``heartbeat_s``, as a real client does,
+    so that users who only listen are not expired as silent members.
+    """
+
+    heartbeat_s = HEARTBEAT_S
+    _next_ping_ns = 0
+
+    def _send_due(self, selector: selectors.BaseSelector, now: int) -> bool:
+        if now >= self._next_ping_ns:
+            self._ping_everybody()
+            self._next_ping_ns = now + int(self.heartbeat_s * 1e9)
+        return super()._send_due(selector, now)
+
+    def _ping_everybody(self) -> None:
+        ping = protocol.encode_datagram("/ping")  # unnumbered: not a message, never counted as one
+        for user in self.users:
+            try:
+                user.sock.send(ping)
+            except OSError:
+                pass  # a lost heartbeat is made up by the next one
 
     def _register(self, name: str, slot: int | None, stalled: bool) -> _User:
         sock = socket.socket(socket.AF_INET6 if ":" in self.plan.address[0] else socket.AF_INET, socket.SOCK_DGRAM)

@@ -141,6 +141,7 @@ class GroupResult:
     sent: dict[str, int] = field(default_factory=dict)  # per sender
     pairs: dict[tuple[str, str], PairCount] = field(default_factory=dict)  # (receiver, sender)
     latencies_us: array = field(default_factory=lambda: array("d"))
+    sent_at_ns: array = field(default_factory=lambda: array("q"))  # each latency's send time (keep_send_times only)
     send_lag_us: array = field(default_factory=lambda: array("d"))
     garbled: int = 0  # lines that were not a whole load message
     foreign: int = 0  # chat messages from users outside this load (they are not counted)
@@ -424,6 +425,7 @@ class UserGroup:
         size, alphabet, messages = load.message_bytes, load.alphabet, load.messages
         per_sender: dict[str, SequenceTracker] = {}
         latencies = result.latencies_us
+        sent_at = result.sent_at_ns if load.keep_send_times else None
         known = self.plan.sender_names
         for arrived_ns, data in user.chunks:
             delivered_here = False
@@ -444,6 +446,8 @@ class UserGroup:
                     track = per_sender[event.sender] = SequenceTracker()
                 if track.record(parsed[0]):
                     latencies.append((arrived_ns - parsed[1]) / 1e3)
+                    if sent_at is not None:
+                        sent_at.append(parsed[1])
                     delivered_here = True
             if delivered_here:
                 result.last_delivery_ns = max(result.last_delivery_ns, arrived_ns)

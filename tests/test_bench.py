@@ -50,6 +50,9 @@ def test_slow_consumer_is_dropped_and_freezes_the_textbook_server(stored):
     ours_stalled = bench.matching(runs, server="ours", stalled_users=1)
     assert all(run["server_left"].get("too slow") == 1 for run in ours_stalled)
     assert all(run["sendq_peak_bytes"] <= 1 << 20 for run in ours_stalled)
+    for run in ours_stalled:  # the others' latency is judged while the stalled user was there: the server timed its drop
+        assert 0 < run["window_s"] < run["duration_s"]
+        assert 0 < run["latency_window_ms"]["count"] < run["latency_ms"]["count"]
     naive_stalled = bench.matching(runs, server="naive", stalled_users=1)
     assert all(run["lost"] > 0 for run in naive_stalled)
 
@@ -71,6 +74,11 @@ def test_udp_loses_what_was_dropped_and_tcp_loses_nothing(stored):
     for run in runs:
         if run["transport"] == "tcp" and "not_measured" not in run:
             assert run["lost"] == 0  # TCP turns loss into latency
+
+
+def test_a_target_is_judged_on_the_exact_value_not_the_rounded_one():
+    just_over = bench._target("queued / bound", bench._ratio(1_050_000, 1 << 20), "<=", 1.0)
+    assert just_over["value"] == 1.0014 and just_over["met"] is False
 
 
 def test_targets_are_reported_with_values(stored):

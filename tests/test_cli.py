@@ -105,7 +105,7 @@ def test_server_help_documents_every_limit():
     result = run_chat("server", "--help")
     assert result.returncode == 0
     for flag in ("--host", "--port", "--max-clients", "--max-line", "--max-rate", "--burst", "--sendq",
-                 "--registration-timeout", "--no-nodelay"):
+                 "--sndbuf", "--registration-timeout", "--no-nodelay"):
         assert flag in result.stdout
     assert "127.0.0.1" in result.stdout
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from chat.loadgen import LoadConfig, run_load
-from chat.usergroup import message_text, parse_message_text
+from array import array
+
+from chat.loadgen import LoadConfig, merge, run_load
+from chat.usergroup import GroupResult, message_text, parse_message_text
 from tests.faulty import FaultyRelay
 
 MESSAGES = 40  # per sender: four of each kind of fault (seq % 10 == 3, 5, 7)
@@ -76,3 +78,13 @@ def test_against_our_server_nothing_is_lost(start_server):
     assert (result.lost, result.duplicated, result.out_of_order, result.garbled) == (0, 0, 0, 0)
     assert result.delivered == result.expected == 8 * 7 * 200
     assert result.deliveries_per_s > 0
+
+
+def test_latency_within_a_window_counts_only_messages_sent_before_its_end():
+    config = LoadConfig(users=2, messages=3, rate_per_s=10, keep_send_times=True)
+    group = GroupResult(latencies_us=array("d", [1000.0, 2000.0, 30000.0]), sent_at_ns=array("q", [10, 20, 30]))
+    result = merge(config, [group], start_ns=0, window_end_ns=25)
+    assert result.window_s == 25e-9
+    assert result.latency_window_ms["count"] == 2 and result.latency_window_ms["max"] == 2.0
+    assert result.latency_ms["count"] == 3 and result.latency_ms["max"] == 30.0
+    assert merge(config, [group], start_ns=0).latency_window_ms is None  # no window asked for

@@ -204,6 +204,27 @@ def test_stalled_client_does_not_delay_others_and_is_dropped(start_server, raw_c
     assert server.users() == ["reader", "sender"]
 
 
+def test_a_bounded_kernel_send_buffer_gets_a_stalled_client_dropped_sooner(start_server, raw_clients):
+    sendq, sndbuf = 64 * 1024, 32 * 1024
+    server = start_server(sendq_bytes=sendq, socket_sndbuf_bytes=sndbuf)
+    raw_clients(server.server_address, "stalled", rcvbuf_bytes=4096)  # and it never reads
+    (stalled_session,) = server._sessions
+    assert stalled_session.sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) <= 2 * sndbuf  # Linux doubles it
+    reader = raw_clients(server.server_address, "reader")
+    sender = raw_clients(server.server_address, "sender")
+    reader.read_until(lambda e: e == Joined("sender"))
+    line = f"{'ж' * 1000}"
+    relayed_bytes = 0
+    seen = []
+    while Left("stalled", LeaveReason.TOO_SLOW) not in seen:
+        assert relayed_bytes < 4 << 20, "never dropped"
+        sender.send_line(line)
+        relayed_bytes += len(protocol.encode_event(ChatMessage("sender", line)))
+        seen = reader.read_until(lambda e: isinstance(e, ChatMessage))
+    # Held for it at the most: its queue, the kernel's send buffer, its own receive window, one line.
+    assert relayed_bytes <= sendq + 2 * sndbuf + 64 * 1024
+
+
 def test_max_clients_refuses_one_more_with_an_error(start_server, raw_clients):
     server = start_server(max_clients=2)
     raw_clients(server.server_address, "a")
@@ -422,7 +443,7 @@ def test_a_connection_whose_reader_cannot_start_leaves_no_writer_behind(start_se
     refused = raw_clients(server.server_address)
     with pytest.raises((AssertionError, ConnectionResetError)):  # closed at once
         refused.read_line()
-    assert not failed[0].writer.is_alive()  # stopped with the connection; the fixture checks no thread is left
+    wait_until(lambda: not failed[0].writer.is_alive())  # stopped with the connection, not left waiting forever
     alice = raw_clients(server.server_address, "alice")
     assert [str(exc) for exc in errors] == ["can't start new thread"]
     assert alice.register and server.users() == ["alice"]

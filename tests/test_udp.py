@@ -327,3 +327,15 @@ def test_packet_loss_rules_are_added_for_one_port_and_always_removed():
     leftover = netloss.PacketLoss(45680, 0.25).__enter__()  # as if the run had been killed
     assert len(_loss_rules()) == 2 and leftover
     assert netloss.sweep() == 2 and _loss_rules() == []
+
+
+def test_simulated_users_who_only_listen_keep_their_membership_with_heartbeats(start_udp, monkeypatch):
+    from chat.loadgen import LoadConfig, run_load
+    from chat.udpgroup import UDPUserGroup
+
+    monkeypatch.setattr(UDPUserGroup, "heartbeat_s", 0.2)
+    server = start_udp(member_timeout_s=1.0)
+    config = LoadConfig(users=3, senders=1, messages=30, rate_per_s=10, transport="udp", drain_idle_s=0.5)
+    result = run_load(server.server_address, config, processes=0)  # 3 s: three member timeouts
+    assert (result.delivered, result.lost) == (result.expected, 0) == (60, 0)
+    assert server.stats().leaves.get("timed out", 0) == 0
