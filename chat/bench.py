@@ -32,6 +32,7 @@ from chat.stats import subsample
 OURS_OPTIONS = {"rate_lines_per_s": 0, "max_clients": 2000}
 NAIVE_OPTIONS: dict = {}
 KEEP_SAMPLES = 4000  # latency samples stored per run, for CDF plots
+PER_SENDER_MAX = 50  # runs with up to this many senders store each sender's counts (beyond: only the summary)
 USERS_PER_PROCESS = 500  # users per generator process (beyond 100 a group waits with epoll, see usergroup)
 
 Step = Callable[[str], None]  # told what is about to run, for progress bars
@@ -113,6 +114,9 @@ def _row(kind: str, options: dict, result: LoadResult, counters: dict, sampler: 
         "window_s": None if result.window_s is None else round(result.window_s, 4),
         "latency_window_ms": None if result.latency_window_ms is None else
         {key: round(value, 4) for key, value in result.latency_window_ms.items()},
+        "senders_with_loss": sum(1 for counts in result.per_sender.values() if counts["lost"]),
+        "senders_out_of_order": sum(1 for counts in result.per_sender.values() if counts["out_of_order"]),
+        "per_sender": result.per_sender if len(result.per_sender) <= PER_SENDER_MAX else None,
         "receivers_closed": len(result.receivers_closed),
         "timed_out": result.timed_out,
         "server_left": counters.get("leaves", {}),
@@ -495,7 +499,7 @@ def flatten(run: dict) -> dict:
     """One run as flat columns (for CSV): nested dicts get dotted names, samples are left out."""
     flat = {}
     for key, value in run.items():
-        if key == "latency_samples_ms":
+        if key in ("latency_samples_ms", "per_sender"):
             continue
         if isinstance(value, dict):
             for inner, inner_value in value.items():

@@ -20,6 +20,7 @@ numbers can't disagree.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -78,18 +79,40 @@ def run_robustness_tests(results_dir: Path, step: Step | None = None) -> dict:
         junit = results_dir / "robustness-junit.xml"
         results_dir.mkdir(parents=True, exist_ok=True)
         started = time.monotonic()
-        subprocess.run([sys.executable, "-m", "pytest", *ROBUSTNESS_TESTS, "-q", "-o", "addopts=",
-                        "-p", "no:cacheprovider", f"--junitxml={junit}"], cwd=root, capture_output=True, timeout=1800)
+        run = subprocess.run([sys.executable, "-m", "pytest", *ROBUSTNESS_TESTS, "-q", "-o", "addopts=",
+                              "-o", "junit_family=xunit1", "-p", "no:cacheprovider", "--hypothesis-show-statistics",
+                              f"--junitxml={junit}"], cwd=root, capture_output=True, text=True, timeout=1800)
         suite = ElementTree.parse(junit).getroot()
         suite = suite if suite.tag == "testsuite" else suite.find("testsuite")
         junit.unlink()
-        counts = {key: int(suite.get(key, 0)) for key in ("tests", "failures", "errors", "skipped")}
-        summary = {"scenario": "robustness", "tests": counts["tests"],
-                   "passed": counts["tests"] - counts["failures"] - counts["errors"] - counts["skipped"],
-                   "failed": counts["failures"] + counts["errors"], "seconds": round(time.monotonic() - started, 1),
+        summary = {"scenario": "robustness", **_robustness_counts(suite, run.stdout),
+                   "seconds": round(time.monotonic() - started, 1),
                    "command": "python -m pytest " + " ".join(ROBUSTNESS_TESTS)}
     (results_dir / "robustness.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
     return summary
+
+
+def _robustness_counts(suite: ElementTree.Element, output: str) -> dict:
+    """What the robustness run tried and how it went, from its JUnit XML and hypothesis' statistics.
+
+    Each case of the attack battery is one kind of bad input against a live
+    server; each property test tries many generated inputs (``N passing`` in
+    hypothesis' statistics).  The battery records what it measured as test
+    properties (memory, queue peaks).
+    """
+    counts = {key: int(suite.get(key, 0)) for key in ("tests", "failures", "errors", "skipped")}
+    cases = suite.findall("testcase")
+    measured = {prop.get("name"): int(prop.get("value"))
+                for case in cases for prop in case.iter("property") if prop.get("value", "").isdigit()}
+    return {
+        "tests": counts["tests"],
+        "passed": counts["tests"] - counts["failures"] - counts["errors"] - counts["skipped"],
+        "failed": counts["failures"] + counts["errors"],
+        "battery_cases": sum(1 for case in cases if case.get("classname", "").endswith("test_robustness")),
+        "property_tests": sum(1 for case in cases if ".test_properties" in case.get("classname", "")),
+        "generated_examples": sum(int(n) for n in re.findall(r"(\d+) passing", output)),
+        "measured": measured,
+    }
 
 
 def load_results(results_dir: Path) -> dict[str, dict]:

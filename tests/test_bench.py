@@ -38,6 +38,10 @@ def test_quick_mode_runs_and_is_saved_as_json_and_csv(stored, name):
         if run["server"] in ("ours", "blaster"):
             assert (run["lost"], run["duplicated"], run["out_of_order"], run["garbled"]) == (0, 0, 0, 0), run["users"]
             assert run["delivered"] == run["expected"] > 0
+            assert run["senders_with_loss"] == run["senders_out_of_order"] == 0
+        if run["per_sender"] is not None:  # each sender's own counts add up to the run's
+            assert sum(counts["lost"] for counts in run["per_sender"].values()) == run["lost"]
+            assert sum(counts["delivered"] for counts in run["per_sender"].values()) == run["delivered"]
 
 
 def test_capacity_shows_the_textbook_server_garbling_lines(stored):

@@ -146,7 +146,7 @@ def test_crlf_inside_a_name_makes_two_lines(arena):
 # -- size and timing ---------------------------------------------------------------------------
 
 
-def test_100_mb_without_a_newline_costs_no_memory(arena, raw_clients):
+def test_100_mb_without_a_newline_costs_no_memory(arena, raw_clients, record_property):
     server, alice, bob = arena
     mallory = raw_clients(server.server_address, "mallory")
     chunk = b"z" * (1 << 20)
@@ -156,7 +156,9 @@ def test_100_mb_without_a_newline_costs_no_memory(arena, raw_clients):
         mallory.send_bytes(b"\nafter the flood\n")
         assert first_error(mallory).code == protocol.LINE_TOO_LONG
         assert _chat_from(alice, "mallory", 1)[0].text == "after the flood"  # the connection stayed open
-    assert sampler.peak_rss_bytes - sampler.first_rss_bytes < MEMORY_GROWTH_LIMIT_BYTES
+    growth = sampler.peak_rss_bytes - sampler.first_rss_bytes
+    record_property("rss_growth_bytes", growth)  # for the report (python -m chat report)
+    assert growth < MEMORY_GROWTH_LIMIT_BYTES
     (session,) = [s for s in server._sessions if s.name == "mallory"]
     assert session.decoder.pending_bytes <= LIMITS["max_line_bytes"] + 1
     witnesses_are_fine(server, alice, bob)
@@ -268,7 +270,7 @@ def test_a_flood_above_the_rate_limit_is_slowed_not_dropped_and_others_are_not_s
     witnesses_are_fine(server, alice, bob)
 
 
-def test_a_stalled_client_costs_at_most_its_queue(arena, raw_clients):
+def test_a_stalled_client_costs_at_most_its_queue(arena, raw_clients, record_property):
     server, alice, bob = arena
     raw_clients(server.server_address, "stalled", rcvbuf_bytes=4096)
     text = "щ" * 500
@@ -280,6 +282,8 @@ def test_a_stalled_client_costs_at_most_its_queue(arena, raw_clients):
             if Left("stalled", LeaveReason.TOO_SLOW) in seen:
                 break
     assert Left("stalled", LeaveReason.TOO_SLOW) in seen
+    record_property("sendq_peak_bytes", server.stats().sendq_peak_bytes)
+    record_property("sendq_bound_bytes", LIMITS["sendq_bytes"])
     assert server.stats().sendq_peak_bytes <= LIMITS["sendq_bytes"]
     witnesses_are_fine(server, alice, bob)
 
