@@ -219,8 +219,8 @@ def scaling(mode: Mode, step: Step | None = None) -> dict:
 
 
 def nagle(mode: Mode, step: Step | None = None) -> dict:
-    """The same load with TCP_NODELAY on and off, on both servers."""
-    config = _rate_config(20, 200, mode)
+    """The same load with TCP_NODELAY on and off, on both servers: 50 users, 500 messages/s (the latency target's load)."""
+    config = _rate_config(50, 500, mode)
     runs = [
         measure("ours", config, step, "nagle: ours, TCP_NODELAY on", nodelay=True),
         measure("ours", config, step, "nagle: ours, TCP_NODELAY off", nodelay=False),
