@@ -124,3 +124,20 @@ def test_close_twice_is_harmless(server):
     client = connect(server.server_address, "a")
     client.close()
     client.close()
+
+
+def test_events_iterates_in_order_until_the_chat_goes_quiet(server):
+    with connect(server.server_address, "Алиса") as alice, connect(server.server_address, "bob") as bob:
+        alice.wait_for(Joined)
+        for text in ("раз", "два", "три"):
+            bob.say(text)
+        assert [event.text for event in alice.events(idle_s=0.5) if isinstance(event, ChatMessage)] == ["раз", "два", "три"]
+
+
+def test_help_lists_every_command(server):
+    from chat.protocol import COMMAND_HELP, Reply
+
+    with connect(server.server_address, "Алиса") as alice:
+        alice.help()
+        replies = [alice.wait_for(lambda e: isinstance(e, Reply) and e.topic == "help") for _ in COMMAND_HELP]
+        assert [reply.text.split(" - ")[0] for reply in replies] == [usage for usage, _ in COMMAND_HELP]
