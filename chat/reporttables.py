@@ -21,6 +21,10 @@ WORDS = {  # English -> Russian, for every word a table prints
     "transport": "транспорт", "delivered": "доставлено", "not measured": "не измерено", "window": "окно",
     "lost": "потеряно", "server RSS": "RSS сервера", "threads": "потоки", "action": "действие", "times": "раз",
     "generator processes": "процессов генератора", "deliveries": "доставок",
+    "others' p99 while it was connected": "p99 остальных, пока он был подключён",
+    "others' p99, whole run": "p99 остальных, весь прогон", "connected for": "был подключён",
+    "last delivery": "последняя доставка", "warm-up": "разогрев", "run": "прогон",
+    "whole run": "весь прогон",
 }
 
 
@@ -45,21 +49,81 @@ def _runs(results: dict, name: str) -> list[dict]:
     return results.get(name, {}).get("runs", [])
 
 
+def median_or_none(runs: list[dict], path: str, **match) -> float | None:
+    """The median over the matching runs; None if none match or one lacks the value (older results)."""
+    try:
+        return bench.median_of(runs, path, **match)
+    except (KeyError, TypeError):
+        return None
+
+
 def _server(run: dict, language: str) -> str:
     return word("ours" if run["server"] == "ours" else "textbook", language)
 
 
+TARGET_NAMES = {  # English -> Russian, for every target bench.py judges (and the older names of stored results)
+    "our deliveries/s at 50 users": "наши доставки/с при 50 пользователях",
+    "our lost messages at 50 users": "наши потерянные сообщения при 50 пользователях",
+    "ours / textbook deliveries/s at 50 users": "наши / учебного доставки/с при 50 пользователях",
+    "our p99 latency (ms) at 50 users, 500 msg/s": "наша задержка p99 (мс) при 50 пользователях, 500 сообщ./с",
+    "our lost messages, all loads": "наши потерянные сообщения, все нагрузки",
+    "textbook p99 latency (ms) at 500 msg/s": "задержка p99 учебного (мс) при 500 сообщ./с",
+    "our lost messages, all sizes": "наши потерянные сообщения, все размеры",
+    "our p99 latency (ms) at 500 users, 1 msg/s each": "наша задержка p99 (мс) при 500 пользователях по 1 сообщ./с",
+    "users connected at once, all served": "пользователей подключено одновременно, все обслужены",
+    "our p99 (ms), TCP_NODELAY on": "наш p99 (мс), TCP_NODELAY вкл.",
+    "our p99 (ms), TCP_NODELAY off": "наш p99 (мс), TCP_NODELAY выкл.",
+    "p99 off / on": "p99 выкл. / вкл.",
+    "lost by the others, with a stalled user": "потеряно остальными при зависшем пользователе",
+    "others' p99 while the stalled user was connected / the same stretch without it":
+        "p99 остальных, пока зависший был подключён / тот же отрезок без него",
+    "others' p99 over the whole run with / without the stalled user":
+        "p99 остальных за весь прогон с зависшим / без него",
+    "others' p99 with / without the stalled user": "p99 остальных с зависшим / без него",
+    "seconds the stalled user stayed connected (median)": "секунд, которые зависший оставался подключённым (медиана)",
+    "runs in which the stalled user was dropped as too slow": "прогонов, в которых зависший отключён как медленный",
+    "most bytes queued for one client / sendq bound": "наибольшая очередь одного клиента / предел sendq",
+    "server RSS with a stalled user minus without (MiB)": "RSS сервера с зависшим минус без него (МиБ)",
+    "textbook: lost by the others, with a stalled user": "учебный: потеряно остальными при зависшем пользователе",
+    "our lost or garbled messages": "наши потерянные или испорченные сообщения",
+    "textbook, ASCII: messages delivered whole (share)": "учебный, ASCII: доля сообщений, доставленных целыми",
+    "textbook, Cyrillic: users disconnected by a split letter": "учебный, кириллица: отключено пользователей из-за разрезанной буквы",
+    "lines lost or garbled on the way": "строк потеряно или испорчено в пути",
+    "messages lost by steady users": "сообщений потеряно постоянными пользователями",
+    "unexpected errors in the server": "непредвиденных ошибок на сервере",
+    "churn actions the server failed": "действий смены пользователей, на которых сервер ошибся",
+    "churn actions done": "действий смены пользователей выполнено",
+    "users dropped as too slow": "пользователей отключено как медленные",
+    "server RSS growth after warm-up (MiB)": "рост RSS сервера после разогрева (МиБ)",
+    "server threads at window ends, growth after warm-up": "рост числа потоков сервера в конце окон после разогрева",
+}
+
+
+def target_name(name: str, language: str) -> str:
+    return TARGET_NAMES.get(name, name) if language == "ru" else name
+
+
+def _shown(value, language: str) -> str:
+    """A target's value or limit: integers as integers, other numbers with as few decimals as they need."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return str(value)
+    if float(value).is_integer():
+        return _fmt(value, "int", language)
+    if abs(value) >= 100:
+        return _fmt(value, "int", language)
+    return _fmt(value, "float1" if abs(value) >= 10 or round(value, 1) == round(value, 2) else "float2", language)
+
+
 def targets(results: dict, language: str) -> str:
+    """Every judged target (``info`` ones are quoted in the text instead)."""
     rows = []
     for name, result in results.items():
         for target in result.get("targets", []):
             if target["met"] is None:
                 continue
-            value = target["value"]
-            shown = _fmt(value, "float2" if isinstance(value, float) and value < 100 else "int", language) \
-                if isinstance(value, (int, float)) else str(value)
-            goal = f"{target['relation']} {_fmt(target['limit'], 'float2' if target['limit'] < 100 else 'int', language)}"
-            rows.append([name, target["name"], shown, goal, word("yes" if target["met"] else "no", language)])
+            goal = f"{target['relation']} {_shown(target['limit'], language)}"
+            rows.append([f"`{name}`", target_name(target["name"], language), _shown(target["value"], language), goal,
+                         word("yes" if target["met"] else "no", language)])
     return _table(["scenario", "target", "measured", "goal", "met"], rows, language)
 
 
@@ -119,6 +183,13 @@ def nagle(results: dict, language: str) -> str:
     return _table(["server", "TCP_NODELAY", "p50", "p99"], rows, language)
 
 
+def _connected_for(stalled_runs: list[dict], language: str) -> str:
+    """How long the stalled user stayed connected (median): the whole run unless the server dropped it."""
+    if not any(run["server_left"].get("too slow") for run in stalled_runs):
+        return word("whole run", language)
+    return _fmt(median_or_none(stalled_runs, "window_s"), "s", language)
+
+
 def slow_consumer(results: dict, language: str) -> str:
     runs = _runs(results, "slow-consumer")
     rows = []
@@ -127,13 +198,18 @@ def slow_consumer(results: dict, language: str) -> str:
             chosen = bench.matching(runs, server=server, stalled_users=stalled)
             if not chosen:
                 continue
+            median = lambda path: median_or_none(chosen, path)
             dropped = sum(run["server_left"].get("too slow", 0) for run in chosen) if server == "ours" else None
             rows.append([_server(chosen[0], language), word("stalled user" if stalled else "baseline", language),
-                         _fmt(bench.median_of(runs, "latency_ms.p99", server=server, stalled_users=stalled), "ms", language),
+                         _connected_for(chosen, language) if stalled else "–",
+                         _fmt(median("latency_window_ms.p99"), "ms", language),
+                         _fmt(median("latency_ms.p99"), "ms", language),
                          f'{_fmt(bench.total_of(chosen, "lost"), "int", language)} '
                          f'({_fmt(bench.lost_share(chosen), "pct", language)})',
-                         f"{dropped} / {len(chosen)}" if stalled and dropped is not None else "–"])
-    return _table(["server", "stalled user", "others' p99", "others lost", "dropped as too slow"], rows, language)
+                         f"{dropped} / {len(chosen)}" if stalled and dropped is not None else "–",
+                         _fmt(median("duration_s"), "s", language)])
+    return _table(["server", "run", "connected for", "others' p99 while it was connected",
+                   "others' p99, whole run", "others lost", "dropped as too slow", "last delivery"], rows, language)
 
 
 def udp(results: dict, language: str) -> str:
@@ -155,10 +231,12 @@ def ceiling(results: dict, language: str) -> str:
 
 
 def soak_windows(results: dict, language: str) -> str:
-    windows = results.get("soak", {}).get("soak", {}).get("windows", [])
-    rows = [[f"{_fmt(w['t_s'], 'float1', language)} s", _fmt(w["lost"], "int", language),
-             _fmt(w["latency_ms"]["p50"], "ms", language), _fmt(w["latency_ms"]["p99"], "ms", language),
-             _fmt(w["server_rss_bytes"], "mib", language), str(w["server_threads"])] for w in windows]
+    soak = results.get("soak", {}).get("soak", {})
+    warm_up = soak.get("warm_up_windows", 0)
+    rows = [[_fmt(w["t_s"], "s", language) + (f" ({word('warm-up', language)})" if index < warm_up else ""),
+             _fmt(w["lost"], "int", language), _fmt(w["latency_ms"]["p50"], "ms", language),
+             _fmt(w["latency_ms"]["p99"], "ms", language), _fmt(w["server_rss_bytes"], "mib", language),
+             str(w["server_threads"])] for index, w in enumerate(soak.get("windows", []))]
     return _table(["window", "lost", "p50", "p99", "server RSS", "threads"], rows, language)
 
 

@@ -20,7 +20,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from chat import bench
-from chat.reporttables import TABLES
+from chat.limits import Limits
+from chat.reporttables import TABLES, median_or_none as _median
+from chat.soak import SOAK_SENDQ_BYTES
 
 PLACEHOLDER = re.compile(r"\{\{\s*(.+?)\s*\}\}")
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
@@ -49,8 +51,10 @@ FILTERS: dict[str, Callable[[float, str], str]] = {
     "float2": lambda v, lang: number(v, 2, lang),
     "ms": _milliseconds,
     "pct": lambda v, lang: f"{number(100 * v, 1, lang)}{chr(0xa0) if lang == 'ru' else ''}%",
-    "x": lambda v, lang: f"{number(v, 1, lang)}×",
+    "x": lambda v, lang: f"{number(v, 2 if v < 10 else 1 if v < 100 else 0, lang)}×",
+    "s": lambda v, lang: f"{number(v, 1, lang)}\u00a0{'с' if lang == 'ru' else 's'}",
     "mib": lambda v, lang: f"{number(v / 2**20, 1, lang)}\u00a0{'МиБ' if lang == 'ru' else 'MiB'}",
+    "kib": lambda v, lang: f"{number(v / 2**10, 0, lang)}\u00a0{'КиБ' if lang == 'ru' else 'KiB'}",
     "text": lambda v, lang: str(v),
 }
 
@@ -63,7 +67,7 @@ def render(template: str, context: dict, language: str, report_dir: Path) -> str
         word, _, rest = expression.partition(" ")
         if word == "listing":
             path, _, name = rest.partition(" ")
-            return listing(path, name)
+            return listing(path, name, language)
         if word == "table":
             return TABLES[rest](context["results"], language)
         if word == "include":
@@ -92,7 +96,10 @@ def format_fact(value, kind: str, language: str) -> str:
 # -- listings from the source, as it is now -------------------------------------------------------
 
 
-def listing(path: str, qualified_name: str) -> str:
+LINES_WORD = {"en": "lines", "ru": "строки"}
+
+
+def listing(path: str, qualified_name: str, language: str = "en") -> str:
     """A fenced block with the source of ``Class.method`` or ``function`` in ``path``, with its place."""
     source = (PACKAGE_ROOT / path).read_text(encoding="utf-8")
     node = _find(ast.parse(source), qualified_name.split("."))
@@ -100,7 +107,7 @@ def listing(path: str, qualified_name: str) -> str:
     lines = source.splitlines()[first - 1 : node.end_lineno]
     indent = min(len(line) - len(line.lstrip()) for line in lines if line.strip())
     body = "\n".join(line[indent:] for line in lines)
-    return f"```python\n# {path}, lines {first}-{node.end_lineno}\n{body}\n```"
+    return f"```python\n# {path}, {LINES_WORD[language]} {first}\u2013{node.end_lineno}\n{body}\n```"
 
 
 def _find(tree: ast.AST, names: list[str]) -> ast.AST:
@@ -111,13 +118,6 @@ def _find(tree: ast.AST, names: list[str]) -> ast.AST:
 
 
 # -- facts: the numbers the text quotes ---------------------------------------------------------------
-
-
-def _median(runs: list[dict], path: str, **match) -> float | None:
-    try:
-        return bench.median_of(runs, path, **match)
-    except KeyError:
-        return None
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:
@@ -148,83 +148,34 @@ def _first(runs: list[dict], **match) -> dict | None:
     return found[0] if found else None
 
 
+def _limit(result: dict, name_start: str) -> float | None:
+    """The limit of the scenario's target whose name starts so (None if the results have no such target)."""
+    return next((target["limit"] for target in result.get("targets", []) if target["name"].startswith(name_start)), None)
+
+
 def facts(results: dict[str, dict]) -> dict:
     """Every number the report's text quotes, computed from the results (None where not measured)."""
     get = lambda name: results.get(name, {"runs": [], "targets": []})["runs"]
-    capacity, latency, scaling, nagle, slow, udp, framing, ceiling = (
-        get(n) for n in ("capacity", "latency", "scaling", "nagle", "slow-consumer", "udp", "framing", "ceiling"))
-    ours_capacity = [(run["users"], run["deliveries_per_s"]) for run in bench.matching(capacity, server="ours")]
-    best_users, best = max(ours_capacity, key=lambda pair: pair[1], default=(None, None))
-    naive_ascii = _first(framing, server="naive", alphabet="ascii")
-    naive_cyrillic = _first(framing, server="naive", alphabet="cyrillic")
-    ours_ascii = _first(framing, server="ours", alphabet="ascii")
-    soak = results.get("soak", {}).get("soak", {})
-    robustness = results.get("robustness", {})
-    udp_by = {(run["transport"], run["injected_loss"]): run for run in udp}
-    slow_p99_base = _median(slow, "latency_ms.p99", server="ours", stalled_users=0)
-    slow_p99_stalled = _median(slow, "latency_ms.p99", server="ours", stalled_users=1)
+    udp_by = {(run["transport"], run["injected_loss"]): run for run in get("udp")}
     return {
         "machine": next(iter(results.values()), {}).get("machine", {}),
         "modes": sorted({result.get("mode") for result in results.values() if result.get("mode")}),
-        "framing": {
-            "naive_ascii_whole": _share(naive_ascii),
-            "naive_ascii_garbled": naive_ascii and naive_ascii["garbled"],
-            "naive_cyrillic_closed": naive_cyrillic and naive_cyrillic["receivers_closed"],
-            "naive_cyrillic_users": naive_cyrillic and naive_cyrillic["users"] - naive_cyrillic["stalled_users"],
-            "naive_cyrillic_whole": _share(naive_cyrillic),
-            "ours_lost": _sum(_total(framing, "lost", server="ours"), _total(framing, "garbled", server="ours")),
-            "sent": ours_ascii and ours_ascii["sent"],
-            "deliveries": ours_ascii and ours_ascii["expected"],
-        },
-        "capacity": {
-            "ours_50": _median(capacity, "deliveries_per_s", server="ours", users=50),
-            "naive_50": _median(capacity, "deliveries_per_s", server="naive", users=50),
-            "ratio_50": _ratio(_median(capacity, "deliveries_per_s", server="ours", users=50),
-                               _median(capacity, "deliveries_per_s", server="naive", users=50)),
-            "ours_best": best, "ours_best_users": best_users,
-            "best_of_ceiling": _ratio(best, max((run["deliveries_per_s"] for run in
-                                                 bench.matching(ceiling, generator_processes=2)), default=None)),
-            "ours_lost": _total(capacity, "lost", server="ours"),
-        },
+        "framing": _framing_facts(get("framing")),
+        "capacity": _capacity_facts(get("capacity"), get("ceiling"), results.get("capacity", {})),
         "ceiling": {
-            "one_process": _median(ceiling, "deliveries_per_s", generator_processes=1),
-            "two_processes": max((run["deliveries_per_s"] for run in bench.matching(ceiling, generator_processes=2)),
+            "one_process": _median(get("ceiling"), "deliveries_per_s", generator_processes=1),
+            "two_processes": max((run["deliveries_per_s"] for run in bench.matching(get("ceiling"), generator_processes=2)),
                                  default=None),
         },
         "latency": {
-            "ours_p50_500": _median(latency, "latency_ms.p50", server="ours", offered_per_s=500),
-            "ours_p99_500": _median(latency, "latency_ms.p99", server="ours", offered_per_s=500),
-            "ours_p999_500": _median(latency, "latency_ms.p99.9", server="ours", offered_per_s=500),
-            "naive_p50_500": _median(latency, "latency_ms.p50", server="naive", offered_per_s=500),
-            "naive_p99_500": _median(latency, "latency_ms.p99", server="naive", offered_per_s=500),
-            "ours_p99_4000": _median(latency, "latency_ms.p99", server="ours", offered_per_s=4000),
-            "naive_lost_4000": _median(latency, "lost", server="naive", offered_per_s=4000),
+            f"{server}_{name}_{rate}": _median(get("latency"), path, server=server, offered_per_s=rate)
+            for server in ("ours", "naive") for rate in (500, 4000)
+            for name, path in (("p50", "latency_ms.p50"), ("p99", "latency_ms.p99"), ("p999", "latency_ms.p99.9"),
+                               ("lost", "lost"))
         },
-        "scaling": {
-            "ours_p99_500": _median(scaling, "latency_ms.p99", server="ours", users=500),
-            "ours_p99_1000": _median(scaling, "latency_ms.p99", server="ours", users=1000),
-            "ours_rate_1000": _median(scaling, "deliveries_per_s", server="ours", users=1000),
-            "naive_p99_500": _median(scaling, "latency_ms.p99", server="naive", users=500),
-            "ours_lost_1000": _median(scaling, "lost", server="ours", users=1000),
-            "naive_p99_1000": _median(scaling, "latency_ms.p99", server="naive", users=1000),
-            "naive_lost_1000": _median(scaling, "lost", server="naive", users=1000),
-            "ours_lost": _total(scaling, "lost", server="ours"),
-        },
-        "nagle": {
-            f"{'ours' if run['server'] == 'ours' else 'naive'}_{'on' if run['server_options'].get('nodelay') else 'off'}":
-                run["latency_ms"]["p99"] for run in nagle
-        },
-        "slow": {
-            "p99_base": slow_p99_base,
-            "p99_stalled": slow_p99_stalled,
-            "p99_ratio": _ratio(slow_p99_stalled, slow_p99_base),
-            "sendq_peak": max((run["sendq_peak_bytes"] for run in bench.matching(slow, server="ours", stalled_users=1)), default=None),
-            "rss_extra": _difference(_median(slow, "server_rss_peak_bytes", server="ours", stalled_users=1),
-                                     _median(slow, "server_rss_peak_bytes", server="ours", stalled_users=0)),
-            "ours_lost": _total(slow, "lost", server="ours"),
-            "naive_lost_share": bench.lost_share(slow, server="naive", stalled_users=1),
-            "naive_lost_share_base": bench.lost_share(slow, server="naive", stalled_users=0),
-        },
+        "scaling": _scaling_facts(get("scaling")),
+        "nagle": _nagle_facts(get("nagle")),
+        "slow": _slow_facts(get("slow-consumer")),
         "udp": {
             f"{transport}_{int(loss * 100)}": {
                 "delivered": _share(udp_by.get((transport, loss))),
@@ -233,16 +184,165 @@ def facts(results: dict[str, dict]) -> dict:
             }
             for transport in ("udp", "tcp") for loss in (0.0, 0.01, 0.1)
         },
-        "soak": {
-            "seconds": soak.get("seconds"),
-            "churn": sum(soak.get("churn_done", {}).values()) if soak else None,
-            "churn_kinds": len(soak.get("churn_done", {})) if soak else None,
-            "lost": soak.get("lost_total"),
-            "errors": soak.get("server_errors"),
-            "connections": soak.get("server_connections"),
-            "rss_first": soak.get("rss_after_warm_up_bytes", {}).get("first"),
-            "rss_last": soak.get("rss_after_warm_up_bytes", {}).get("last"),
-            "threads_max": soak.get("threads_after_warm_up", {}).get("max"),
-        },
-        "robustness": {key: robustness.get(key) for key in ("tests", "passed", "failed", "seconds")},
+        "soak": _soak_facts(results.get("soak", {})),
+        "broker": _broker_facts(**BROKER_EXAMPLE),
+        "robustness": _robustness_facts(results.get("robustness", {})),
+    }
+
+
+# Section 7's worked example: one chat room on several nodes sharing a broker (all users hear all users).
+BROKER_EXAMPLE = {"nodes": 4, "users_per_node": 500, "rate_per_user": 1.0}
+
+
+def _broker_facts(nodes: int, users_per_node: int, rate_per_user: float) -> dict:
+    """What each node and the broker must carry: every message goes to every user but its sender."""
+    users = nodes * users_per_node
+    messages = users * rate_per_user
+    return {
+        "nodes": nodes, "users_per_node": users_per_node, "rate": rate_per_user, "users": users,
+        "messages": messages,
+        "one_node_deliveries": messages * (users - 1),
+        "node_deliveries": rate_per_user * users_per_node * (users - 1),  # every message, to each local user
+        "broker_in": messages,  # one publish per message
+        "broker_out": messages * nodes,  # one copy per subscribed node
+    }
+
+
+def _framing_facts(framing: list[dict]) -> dict:
+    naive_ascii = _first(framing, server="naive", alphabet="ascii")
+    naive_cyrillic = _first(framing, server="naive", alphabet="cyrillic")
+    ours_ascii = _first(framing, server="ours", alphabet="ascii")
+    return {
+        "naive_ascii_whole": _share(naive_ascii),
+        "naive_ascii_garbled": naive_ascii and naive_ascii["garbled"],
+        "naive_cyrillic_closed": naive_cyrillic and naive_cyrillic["receivers_closed"],
+        "naive_cyrillic_users": naive_cyrillic and naive_cyrillic["users"] - naive_cyrillic["stalled_users"],
+        "naive_cyrillic_whole": _share(naive_cyrillic),
+        "ours_lost": _sum(_total(framing, "lost", server="ours"), _total(framing, "garbled", server="ours")),
+        "sent": ours_ascii and ours_ascii["sent"],
+        "deliveries": ours_ascii and ours_ascii["expected"],
+    }
+
+
+def _capacity_facts(capacity: list[dict], ceiling: list[dict], result: dict) -> dict:
+    """Ours against the textbook's whole messages (what the target compares) and its lines passed on at all."""
+    ours_capacity = [(run["users"], run["deliveries_per_s"]) for run in bench.matching(capacity, server="ours")]
+    best_users, best = max(ours_capacity, key=lambda pair: pair[1], default=(None, None))
+    ceiling_best = max((run["deliveries_per_s"] for run in bench.matching(ceiling, generator_processes=2)), default=None)
+    ours_50 = _median(capacity, "deliveries_per_s", server="ours", users=50)
+    naive_50 = _median(capacity, "deliveries_per_s", server="naive", users=50)
+    relayed = [{"lines_per_s": (run["delivered"] + run["garbled"]) / run["duration_s"]}
+               for run in bench.matching(capacity, server="naive", users=50) if run["duration_s"]]
+    naive_lines_50 = _median(relayed, "lines_per_s")
+    target = _limit(result, "our deliveries/s at 50 users")
+    return {
+        "ours_50": ours_50, "naive_50": naive_50, "ratio_50": _ratio(ours_50, naive_50),
+        "naive_lines_50": naive_lines_50, "ratio_lines_50": _ratio(ours_50, naive_lines_50),
+        "ours_best": best, "ours_best_users": best_users,
+        "best_of_ceiling": _ratio(best, ceiling_best),
+        "ours_lost": _total(capacity, "lost", server="ours"),
+        "target": target, "target_factor": _ratio(ours_50, target),
+    }
+
+
+def _scaling_facts(scaling: list[dict]) -> dict:
+    median = lambda server, path, users: _median(scaling, path, server=server, users=users)
+    return {
+        "ours_p99_500": median("ours", "latency_ms.p99", 500),
+        "ours_rate_500": median("ours", "deliveries_per_s", 500),
+        "ours_p99_1000": median("ours", "latency_ms.p99", 1000),
+        "ours_rate_1000": median("ours", "deliveries_per_s", 1000),
+        "ours_lost_1000": median("ours", "lost", 1000),
+        "naive_p99_500": median("naive", "latency_ms.p99", 500),
+        "naive_p99_1000": median("naive", "latency_ms.p99", 1000),
+        "naive_lost_1000": median("naive", "lost", 1000),
+        "naive_lost_share_1000": bench.lost_share(scaling, server="naive", users=1000),
+        "ours_lost": _total(scaling, "lost", server="ours"),
+    }
+
+
+def _nagle_facts(nagle: list[dict]) -> dict:
+    """``ours_off`` (p99), ``ours_off_p50``, ... for both servers with TCP_NODELAY on and off; and the load."""
+    found = {}
+    for run in nagle:
+        key = f"{'ours' if run['server'] == 'ours' else 'naive'}_{'on' if run['server_options'].get('nodelay') else 'off'}"
+        found[key], found[f"{key}_p50"] = run["latency_ms"]["p99"], run["latency_ms"]["p50"]
+    keys = [f"{server}_{state}{suffix}" for server in ("ours", "naive") for state in ("on", "off") for suffix in ("", "_p50")]
+    return {**dict.fromkeys(keys), **found, "users": nagle[0]["users"] if nagle else None,
+            "rate": nagle[0]["offered_per_s"] if nagle else None}
+
+
+def _slow_facts(slow: list[dict]) -> dict:
+    """The others' latency while the stalled user was connected (the target) and over whole runs; the textbook's losses."""
+    ours = lambda path, stalled: _median(slow, path, server="ours", stalled_users=stalled)
+    naive = lambda path, stalled: _median(slow, path, server="naive", stalled_users=stalled)
+    stalled_runs = bench.matching(slow, server="ours", stalled_users=1)
+    naive_base = bench.matching(slow, server="naive", stalled_users=0)
+    return {
+        "p99_window_base": ours("latency_window_ms.p99", 0),
+        "p99_window_stalled": ours("latency_window_ms.p99", 1),
+        "p99_window_ratio": _ratio(ours("latency_window_ms.p99", 1), ours("latency_window_ms.p99", 0)),
+        "p99_base": ours("latency_ms.p99", 0),
+        "p99_stalled": ours("latency_ms.p99", 1),
+        "p99_ratio": _ratio(ours("latency_ms.p99", 1), ours("latency_ms.p99", 0)),
+        "connected_s": ours("window_s", 1),
+        "sendq_peak": max((run["sendq_peak_bytes"] for run in stalled_runs), default=None),
+        "sendq_bound": stalled_runs[0]["server_options"].get("sendq_bytes", Limits().sendq_bytes) if stalled_runs else None,
+        "rss_extra": _difference(ours("server_rss_peak_bytes", 1), ours("server_rss_peak_bytes", 0)),
+        "ours_lost": _total(slow, "lost", server="ours"),
+        "naive_lost_share": bench.lost_share(slow, server="naive", stalled_users=1),
+        "naive_lost_share_base": bench.lost_share(slow, server="naive", stalled_users=0),
+        "naive_base_garbled": _total(naive_base, "garbled"),
+        "naive_base_closed": _median(naive_base, "receivers_closed"),
+        "naive_base_users": naive_base[0]["users"] if naive_base else None,
+        "naive_p99_base": naive("latency_ms.p99", 0),
+        "naive_p99_stalled": naive("latency_ms.p99", 1),
+        "naive_last_base_s": naive("duration_s", 0),
+        "naive_last_stalled_s": naive("duration_s", 1),
+        "naive_delivered_stalled": _ratio(_total(slow, "delivered", server="naive", stalled_users=1),
+                                          _total(slow, "expected", server="naive", stalled_users=1)),
+    }
+
+
+def _soak_facts(result: dict) -> dict:
+    soak = result.get("soak", {})
+    windows, rss, threads = soak.get("windows", []), soak.get("rss_after_warm_up_bytes", {}), soak.get("threads_after_warm_up", {})
+    leaves = soak.get("server_leaves")
+    return {
+        "seconds": soak.get("seconds"),
+        "took_s": windows[-1]["t_s"] if windows else None,
+        "windows": len(windows) if soak else None,
+        "window_s": soak.get("window_s"),
+        "warm_up_windows": soak.get("warm_up_windows"),
+        "sendq": SOAK_SENDQ_BYTES,
+        "churn": sum(soak.get("churn_done", {}).values()) if soak else None,
+        "churn_kinds": len(soak.get("churn_done", {})) if soak else None,
+        "dropped_too_slow": leaves.get("too slow", 0) if leaves is not None else None,
+        "lost": soak.get("lost_total"),
+        "errors": soak.get("server_errors"),
+        "connections": soak.get("server_connections"),
+        "rss_first": rss.get("first"),
+        "rss_last": rss.get("last"),
+        "rss_growth": _difference(rss.get("last"), rss.get("first")),
+        "rss_growth_limit": _limit(result, "server RSS growth"),
+        "threads_first": threads.get("first"),
+        "threads_max": threads.get("max"),
+        "threads_growth_limit": _limit(result, "server threads at window ends"),
+        "threads_in_windows": max((sample[2] for sample in soak.get("rss_samples", [])), default=None),
+    }
+
+
+def _robustness_facts(robustness: dict) -> dict:
+    """What the battery and the property tests tried; crashes and losses are 0 when every test passed (they assert it)."""
+    tried = [robustness.get(key) for key in ("battery_cases", "generated_examples")]
+    measured = robustness.get("measured", {})
+    all_passed = 0 if robustness.get("tests") and robustness.get("failed") == 0 else None
+    return {
+        **{key: robustness.get(key) for key in ("tests", "passed", "failed", "seconds", "battery_cases",
+                                                "property_tests", "generated_examples")},
+        "bad_inputs": sum(tried) if None not in tried else None,
+        "crashes": all_passed, "lost": all_passed,
+        "rss_100mb": measured.get("rss_growth_bytes"),
+        "sendq_peak": measured.get("sendq_peak_bytes"),
+        "sendq_bound": measured.get("sendq_bound_bytes"),
     }

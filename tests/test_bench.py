@@ -105,6 +105,7 @@ FIGURES = [
 ]
 
 
+@pytest.mark.timeout(600)  # selected alone (-k plot), the first one runs the scenarios for `stored`
 @pytest.mark.parametrize("function, inputs", FIGURES, ids=[name for name, _ in FIGURES])
 def test_plots_render_reproducibly_from_stored_results(stored, tmp_path, function, inputs):
     draw = getattr(plots, function)
@@ -114,6 +115,13 @@ def test_plots_render_reproducibly_from_stored_results(stored, tmp_path, functio
         assert first.stat().st_size > 1000
         assert first.read_bytes() == second.read_bytes()  # same data, same bytes
     assert b"<dc:date>" not in (tmp_path / "a.svg").read_bytes()
+
+
+@pytest.mark.timeout(600)
+def test_plot_of_slow_consumer_shows_the_window_of_a_fresh_run(stored):
+    latency, _ = plots.slow_consumer(load(stored, "slow-consumer")).axes
+    window, whole = latency.containers  # while the stalled user was connected, and the whole run
+    assert len(window.patches) == len(whole.patches) == 4
 
 
 def test_bench_command_line_writes_results_and_figures(tmp_path):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from chat import report, reporttext
+from chat import report, reporttables, reporttext
 
 ROOT = report.REPORT_DIR.parent
 LINK = re.compile(r"\]\(([^)\s]+)\)")
@@ -48,10 +48,51 @@ def test_both_languages_quote_the_same_facts_tables_and_listings():
     assert sorted(PLACEHOLDER_NAMES.findall(english)) == sorted(PLACEHOLDER_NAMES.findall(russian))
 
 
-def test_every_figure_is_in_the_report():
-    text = (report.REPORT_DIR / "README.md").read_text(encoding="utf-8")
-    for figure in (report.REPORT_DIR / "figures").glob("*.svg"):
-        assert f"figures/{figure.name}" in text
+@pytest.mark.parametrize("document", ["README.md", "README.ru.md"])
+def test_every_figure_is_in_both_reports(document):
+    text = (report.REPORT_DIR / document).read_text(encoding="utf-8")
+    figures = sorted((report.REPORT_DIR / "figures").glob("*.svg"))
+    assert figures, "report/figures has no figures"
+    for figure in figures:
+        assert f"](figures/{figure.name})" in text, f"report/{document} does not show figures/{figure.name}"
+
+
+def test_both_templates_show_the_same_figures():
+    english, russian = (set(re.findall(r"\]\((figures/[^)]+)\)", (report.REPORT_DIR / template).read_text(encoding="utf-8")))
+                        for template, _ in report.LANGUAGES.values())
+    assert english == russian
+
+
+def test_every_target_has_a_russian_name():
+    from chat.reporttables import TARGET_NAMES
+
+    for result in committed_results().values():
+        for target in result.get("targets", []):
+            if target["met"] is not None:  # the judged ones, which the summary table lists
+                assert target["name"] in TARGET_NAMES, f"no Russian name for the target {target['name']!r}"
+
+
+@pytest.mark.parametrize("value, limit, shown_value, shown_limit", [
+    (0, 0, "0", "0"), (3, 3, "3", "3"), (0.9637, 2.0, "0.96", "2"), (255.23, 1.2, "255", "1.2"),
+    (6307951.1, 600_000, "6,307,951", "600,000"), (1.289, 2.0, "1.29", "2"),
+])
+def test_summary_writes_integers_as_integers(value, limit, shown_value, shown_limit):
+    results = {"demo": {"targets": [{"name": "n", "value": value, "relation": "<=", "limit": limit, "met": True}]}}
+    row = reporttables.targets(results, "en").splitlines()[-1]
+    assert f"| {shown_value} | <= {shown_limit} |" in row
+
+
+def test_older_results_without_the_newer_keys_render_as_not_measured():
+    results = committed_results()
+    slow = results["slow-consumer"]
+    results["slow-consumer"] = {**slow, "runs": [{key: value for key, value in run.items()
+                                                  if key not in ("window_s", "latency_window_ms")} for run in slow["runs"]]}
+    results["robustness"] = {"scenario": "robustness", "tests": 43, "passed": 43, "failed": 0}
+    facts = reporttext.facts(results)
+    assert facts["slow"]["p99_window_ratio"] is None and facts["robustness"]["bad_inputs"] is None
+    for language, (template, _) in report.LANGUAGES.items():
+        text = report.render(template, results, language, report.REPORT_DIR)
+        assert "{{" not in text and reporttext.NOT_MEASURED[language] in text
 
 
 @pytest.mark.timeout(600)  # the first test to ask for `stored` runs every quick scenario
@@ -77,6 +118,8 @@ def test_an_unknown_fact_is_an_error_not_a_gap():
     (1.2345, "ms", "1.23\u00a0ms", "1,23\u00a0мс"),
     (612.5, "ms", "612\u00a0ms", "612\u00a0мс"),
     (1 << 20, "mib", "1.0\u00a0MiB", "1,0\u00a0МиБ"),
+    (64 << 10, "kib", "64\u00a0KiB", "64\u00a0КиБ"),
+    (5.46, "s", "5.5\u00a0s", "5,5\u00a0с"),
     (None, "int", "n/a", "нет данных"),
 ])
 def test_numbers_are_written_the_way_each_language_writes_them(value, kind, english, russian):
@@ -90,6 +133,13 @@ def test_listings_are_the_source_as_it_is():
     body = block.split("\n", 2)[2].rsplit("\n```", 1)[0]
     assert body.splitlines()[0] == "def broadcast(self, payload: bytes, exclude: Session | None = None) -> int:"
     assert all(line.strip() in source for line in body.splitlines())
+
+
+def test_listing_captions_are_in_the_report_language():
+    english = reporttext.listing("chat/server.py", "ChatServer.broadcast").splitlines()[1]
+    russian = reporttext.listing("chat/server.py", "ChatServer.broadcast", "ru").splitlines()[1]
+    assert re.fullmatch(r"# chat/server\.py, lines \d+\u2013\d+", english)
+    assert re.fullmatch(r"# chat/server\.py, строки \d+\u2013\d+", russian)
 
 
 def test_the_session_transcript_is_a_real_session():
