@@ -1,4 +1,4 @@
-"""What the notebooks call: the scale switch, the measurements, and small socket demonstrations.
+"""What the notebooks call: the scale switch, the measurements, and small demonstrations on real sockets.
 
 The notebooks narrate; this module and the rest of the package compute.
 
@@ -19,14 +19,19 @@ import socket
 import struct
 import termios
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from chat import bench, plots, protocol
+from chat.client import ChatClient, connect
+from chat.protocol import ChatMessage, Joined, Left
+from chat.server import ChatServer, ServerStats
 
 SCALE_VARIABLE = "CHAT_LAB_SCALE"
 SCALES = ("quick", "full")
 REPORT_DIR = Path(__file__).resolve().parent.parent / "report"  # the repository's, with the editable install
 SOCKET_TIMEOUT_S = 5.0
+MAX_STALLED_MESSAGES = 10_000  # far more than any queue and kernel buffer hold: the stalled user is gone first
 
 
 def scale() -> str:
@@ -100,3 +105,56 @@ def stalled_user(address: tuple, name: str) -> socket.socket:
             if isinstance(event, protocol.Reply) and event.topic == "welcome":
                 return sock
     raise ConnectionError(f"{name}: the server closed the connection")
+
+
+@dataclass(frozen=True)
+class StalledRun:
+    """What :func:`talk_past_stalled_user` saw."""
+
+    messages: int  # messages Алиса sent; each reached Карина before the next one was sent
+    seconds: float  # from the first message to Карина hearing that соня left
+    ended_by: Left  # what Карина was told at the end
+    relayed_bytes: int  # the chat lines the server took on for соня before it dropped her
+    stats: ServerStats  # the server's counters at the end
+
+    @property
+    def kernel_bytes(self) -> int:
+        """About how much of ``relayed_bytes`` the kernel took: all but what was in our queue at the drop."""
+        return self.relayed_bytes - self.stats.sendq_peak_bytes
+
+
+def talk_past_stalled_user(text: str = "ж" * 1000, **server_options) -> StalledRun:
+    """Алиса talks to Карина on a fresh ``ChatServer(**server_options)`` while соня never reads.
+
+    The talk ends when Карина is told that соня left (see :func:`talk_until_somebody_leaves`).
+    How much was relayed to соня comes from the server's counters: every
+    message went to Карина and, until соня was dropped, to соня too.
+    """
+    with ChatServer(**server_options) as server, stalled_user(server.server_address, "соня"), \
+            connect(server.server_address, "Алиса") as sender, \
+            connect(server.server_address, "Карина") as reader:
+        sender.wait_for(Joined)
+        deliveries_before = server.stats().deliveries
+        started = time.monotonic()
+        messages, left = talk_until_somebody_leaves(sender, reader, text)
+        seconds = time.monotonic() - started
+        sender.who()  # answered after Алиса's last message was relayed: the counters are complete
+        stats = server.stats()
+    to_stalled = stats.deliveries - deliveries_before - messages  # Карина got every one of them
+    relayed = sum(len(protocol.encode_event(ChatMessage("Алиса", f"{number} {text}")))
+                  for number in range(to_stalled))
+    return StalledRun(messages, seconds, left, relayed, stats)
+
+
+def talk_until_somebody_leaves(sender: ChatClient, reader: ChatClient, text: str) -> tuple[int, Left]:
+    """Send numbered messages, each once ``reader`` has the one before, until ``reader`` hears somebody left.
+
+    If anything made the server wait for a user who does not read, this loop
+    would stop.  Returns how many messages were sent and the departure.
+    """
+    for number in range(MAX_STALLED_MESSAGES):
+        sender.say(f"{number} {text}")
+        event = reader.wait_for((ChatMessage, Left))  # each message arrives before the next is sent...
+        if isinstance(event, Left):  # ...until a departure is announced
+            return number + 1, event
+    raise TimeoutError(f"nobody left after {MAX_STALLED_MESSAGES} messages")
