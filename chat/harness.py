@@ -189,8 +189,28 @@ class ProcessSampler:
         return self.samples[0].rss_bytes if self.samples else 0
 
 
+PROBE_ITERATIONS = 1_000_000
+PROBE_REPEATS = 5
+
+
+def speed_probe_ms() -> float:
+    """How fast this machine runs Python right now: the median time of a fixed loop, in ms.
+
+    A shared virtual machine's speed changes with its neighbours' load; each
+    result records this probe, so a slow run can be told from a slow server.
+    """
+    times = []
+    for _ in range(PROBE_REPEATS):
+        started = time.perf_counter()
+        total = 0
+        for i in range(PROBE_ITERATIONS):
+            total += i
+        times.append((time.perf_counter() - started) * 1000)
+    return round(sorted(times)[PROBE_REPEATS // 2], 1)
+
+
 def machine_info() -> dict:
-    """What the numbers were measured on."""
+    """What the numbers were measured on, and how fast it ran Python when they were."""
     model = ""
     try:
         with open("/proc/cpuinfo") as cpuinfo:
@@ -208,4 +228,5 @@ def machine_info() -> dict:
         "memory_gib": round(memory_gib, 1),
         "system": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),
+        "probe_loop_ms": speed_probe_ms(),
     }

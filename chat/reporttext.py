@@ -153,12 +153,20 @@ def _limit(result: dict, name_start: str) -> float | None:
     return next((target["limit"] for target in result.get("targets", []) if target["name"].startswith(name_start)), None)
 
 
+def _probe_range(results: dict[str, dict]) -> dict:
+    """The fastest and slowest speed probe over the experiments (None where results predate the probe)."""
+    probes = [result["machine"]["probe_loop_ms"] for result in results.values()
+              if "probe_loop_ms" in result.get("machine", {})]
+    return {"fastest_ms": min(probes, default=None), "slowest_ms": max(probes, default=None)}
+
+
 def facts(results: dict[str, dict]) -> dict:
     """Every number the report's text quotes, computed from the results (None where not measured)."""
     get = lambda name: results.get(name, {"runs": [], "targets": []})["runs"]
     udp_by = {(run["transport"], run["injected_loss"]): run for run in get("udp")}
     return {
         "machine": next(iter(results.values()), {}).get("machine", {}),
+        "probe": _probe_range(results),
         "modes": sorted({result.get("mode") for result in results.values() if result.get("mode")}),
         "framing": _framing_facts(get("framing")),
         "capacity": _capacity_facts(get("capacity"), get("ceiling"), results.get("capacity", {})),
