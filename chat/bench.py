@@ -124,6 +124,7 @@ def _row(kind: str, options: dict, result: LoadResult, counters: dict, sampler: 
         "server_rss_idle_bytes": idle_rss,
         "server_rss_peak_bytes": sampler.peak_rss_bytes,
         "server_threads_peak": max((sample.threads for sample in sampler.samples), default=0),
+        "server_cpu_peak": sampler.peak_cpu_busy(),  # CPU-seconds per second over its busiest second
         "latency_samples_ms": [round(value, 3) for value in subsample(result.latency_samples_ms, KEEP_SAMPLES)],
     }
 

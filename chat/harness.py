@@ -141,11 +141,22 @@ def read_proc_status(pid: int) -> dict[str, int]:
     return values
 
 
+def read_cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) a process has used so far, from /proc (0.0 if it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime, in clock ticks
+
+
 @dataclass
 class ProcessSample:
     t_s: float
     rss_bytes: int
     threads: int
+    cpu_s: float = 0.0  # CPU time used so far
 
 
 @dataclass
@@ -168,8 +179,8 @@ class ProcessSampler:
     def _sample(self) -> None:
         status = read_proc_status(self.pid)
         if status:
-            self.samples.append(ProcessSample(time.monotonic() - self._started,
-                                              status.get("VmRSS", 0), status.get("Threads", 0)))
+            self.samples.append(ProcessSample(time.monotonic() - self._started, status.get("VmRSS", 0),
+                                              status.get("Threads", 0), read_cpu_seconds(self.pid)))
 
     def __enter__(self) -> ProcessSampler:
         self._sample()  # the first sample is taken before anything else happens
@@ -187,6 +198,21 @@ class ProcessSampler:
     @property
     def first_rss_bytes(self) -> int:
         return self.samples[0].rss_bytes if self.samples else 0
+
+    def peak_cpu_busy(self, window_s: float = 1.0) -> float:
+        """The most CPU the process used over any ``window_s`` (1.0 is one core busy all the time).
+
+        One CPython process runs Python on one core at a time (the GIL), so a
+        server near 1.0 is as busy as its Python code can be.
+        """
+        busiest, start = 0.0, 0
+        for end, sample in enumerate(self.samples):
+            while sample.t_s - self.samples[start].t_s > window_s:
+                start += 1
+            span = sample.t_s - self.samples[start].t_s
+            if span >= window_s / 2:
+                busiest = max(busiest, (sample.cpu_s - self.samples[start].cpu_s) / span)
+        return round(busiest, 3)
 
 
 PROBE_ITERATIONS = 1_000_000

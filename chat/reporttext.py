@@ -179,7 +179,7 @@ def facts(results: dict[str, dict]) -> dict:
             f"{server}_{name}_{rate}": _median(get("latency"), path, server=server, offered_per_s=rate)
             for server in ("ours", "naive") for rate in (500, 4000)
             for name, path in (("p50", "latency_ms.p50"), ("p99", "latency_ms.p99"), ("p999", "latency_ms.p99.9"),
-                               ("lost", "lost"))
+                               ("lost", "lost"), ("cpu", "server_cpu_peak"))
         },
         "scaling": _scaling_facts(get("scaling")),
         "nagle": _nagle_facts(get("nagle")),
@@ -266,6 +266,10 @@ def _scaling_facts(scaling: list[dict]) -> dict:
         "naive_lost_1000": median("naive", "lost", 1000),
         "naive_lost_share_1000": bench.lost_share(scaling, server="naive", users=1000),
         "ours_lost": _total(scaling, "lost", server="ours"),
+        "ours_cpu_200": _median(scaling, "server_cpu_peak", server="ours", users=200),
+        "ours_cpu_500": _median(scaling, "server_cpu_peak", server="ours", users=500),
+        "ours_cpu_1000": _median(scaling, "server_cpu_peak", server="ours", users=1000),
+        "ours_p50_1000": median("ours", "latency_ms.p50", 1000),
     }
 
 

@@ -131,3 +131,13 @@ def test_bench_command_line_writes_results_and_figures(tmp_path):
     assert {path.name for path in tmp_path.iterdir()} == {"nagle.json", "nagle.csv", "nagle.svg"}
     assert "TCP_NODELAY" in result.stdout
     assert json.loads((tmp_path / "nagle.json").read_text())["command"] == "python -m chat bench nagle --quick"
+
+
+def test_peak_cpu_busy_is_the_busiest_second_of_cpu_time():
+    from chat.harness import ProcessSample, ProcessSampler
+
+    sampler = ProcessSampler(pid=0)
+    # 0.2 CPU-s in the first second, then a full core for a second, then idle again
+    sampler.samples = [ProcessSample(t / 10, 0, 1, cpu) for t, cpu in
+                       [(0, 0.0), (5, 0.1), (10, 0.2), (15, 0.7), (20, 1.2), (25, 1.2), (30, 1.2)]]
+    assert sampler.peak_cpu_busy(window_s=1.0) == 1.0
