@@ -181,3 +181,15 @@ def test_plot_of_soak_names_the_thread_line_and_marks_the_warm_up():
     del soak["soak"]["warm_up_windows"]  # older results: no warm-up to mark
     _, _, threads = plots.soak_timeline(soak).axes
     assert not any(text.startswith("warm-up") for text in legend_texts(threads.get_legend()))
+
+
+def test_the_committed_figures_are_drawn_from_the_committed_results(tmp_path):
+    """The report's figures can't drift from its numbers: redrawn from report/results, they are the same bytes."""
+    import matplotlib
+
+    report.draw_figures(report.load_results(RESULTS_DIR), tmp_path)
+    for name in sorted(FIGURE_NAMES):
+        committed = (report.REPORT_DIR / "figures" / f"{name}.svg").read_bytes()
+        if f"Matplotlib v{matplotlib.__version__},".encode() not in committed:
+            pytest.skip("the committed figures were drawn by another matplotlib version")
+        assert (tmp_path / f"{name}.svg").read_bytes() == committed, name
