@@ -255,7 +255,7 @@ def slow_consumer(mode: Mode, step: Step | None = None) -> dict:
             stalled = measure(kind, config, step, f"slow consumer: {kind}, one stalled user{suffix}")
             if stalled["window_s"] is None:  # never dropped: it was there all along
                 stalled["window_s"], stalled["latency_window_ms"] = stalled["duration_s"], stalled["latency_ms"]
-            config = _rate_config(20, 4000, sized, keep_send_times=True)  # the same window of time, nobody stalled
+            config = _rate_config(20, 4000, sized, message_bytes=512, keep_send_times=True)  # the same load, nobody stalled
             baseline = measure(kind, config, step, f"slow consumer: {kind}, baseline{suffix}", window_s=stalled["window_s"])
             runs += [{**stalled, "rep": rep}, {**baseline, "rep": rep}]
     p99_base = median_of(runs, "latency_window_ms.p99", server="ours", stalled_users=0)
@@ -348,7 +348,7 @@ def soak(mode: Mode, step: Step | None = None, seconds: float | None = None) -> 
         _target("churn actions done", sum(report["churn_done"].values()), "info", None),
         _target("users dropped as too slow", report["server_leaves"].get("too slow", 0), "info", None),
         _target("server RSS growth after warm-up (MiB)", round((rss["last"] - rss["first"]) / 2**20, 3), "<=", 2.0),
-        _target("server threads at window ends, growth after warm-up", threads["max"] - threads["first"], "<=", 2),
+        _target("server threads at window ends, growth after warm-up", threads["max"] - threads["first"], "<=", 4),
     ])
     result["soak"] = report
     result["command"] = f"python -m chat bench soak --seconds {seconds:g}"

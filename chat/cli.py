@@ -153,7 +153,11 @@ def stop_on_signals():
             signal.signal(each, signal.SIG_IGN)
         raise KeyboardInterrupt
 
-    previous = {signum: signal.signal(signum, interrupt) for signum in (signal.SIGINT, signal.SIGTERM)}
+    previous = {}  # filled before a handler can run: a signal may come between the two installs
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        previous[signum] = signal.getsignal(signum)
+    for signum in previous:
+        signal.signal(signum, interrupt)
     try:
         yield
     finally:

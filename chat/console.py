@@ -258,7 +258,7 @@ def run(host: str, port: int, name: str | None, client_class: type = ChatClient)
         except OSError as exc:
             console.note(f"can't reach the chat server at {host}:{port}: {exc}")
             return EXIT_UNREACHABLE
-        refused_exit = _register(client, console, name)
+        refused_exit = _register(client, console, name, gone)
         if refused_exit is not None:
             client_is_closing.set()
             client.close()
@@ -275,15 +275,19 @@ def run(host: str, port: int, name: str | None, client_class: type = ChatClient)
         console.close()
 
 
-def _register(client: ChatClient, console, name: str | None) -> int | None:
+def _register(client: ChatClient, console, name: str | None, gone: threading.Event) -> int | None:
     """Ask for a name until the server takes one: None once registered, else the exit code.
 
     The end of input (Ctrl+D) at the name prompt is the user's choice to leave:
-    EXIT_OK.  A server that closes or does not answer: EXIT_SERVER_GONE.
+    EXIT_OK.  A server that closes (``gone``, or found on sending the name) or
+    does not answer: EXIT_SERVER_GONE.
     """
     while True:
         if name is None:
             name = console.read_line("your name: ")
+            if name is None and gone.is_set():
+                console.note("the connection to the chat server was lost")
+                return EXIT_SERVER_GONE
             if name is None:
                 return EXIT_OK
         try:

@@ -14,6 +14,7 @@ from chat.protocol import MAX_LINE_BYTES
 
 # A queue must hold at least one block of relayed lines (16 KiB, see chat/session.py) and more.
 MIN_SENDQ_BYTES = 32 * 1024
+MAX_SOCKET_SNDBUF_BYTES = 2**31 - 1  # SO_SNDBUF takes a C int
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,8 @@ class Limits:
             raise ValueError("max_line_bytes must be at least 64")
         if self.sendq_bytes < MIN_SENDQ_BYTES or self.sendq_bytes < 4 * self.max_line_bytes:
             raise ValueError(f"sendq_bytes must hold a few lines: at least {MIN_SENDQ_BYTES} and 4 × max_line_bytes")
+        if self.socket_sndbuf_bytes > MAX_SOCKET_SNDBUF_BYTES:
+            raise ValueError(f"socket_sndbuf_bytes is at most {MAX_SOCKET_SNDBUF_BYTES} (a C int)")
         if self.registration_timeout_s <= 0:
             raise ValueError("registration_timeout_s must be positive")
         if self.rate_lines_per_s and self.rate_burst_lines < 1:

@@ -8,8 +8,11 @@ Thread model (see ``report/README.md`` for a diagram)::
     chat-writer-N      sends client N's backlog when its socket would block
 
 One lock (``ChatServer._lock``) guards the registry of sessions and names.
-It is held for dictionary updates only, never during socket I/O: a broadcast
-takes the tuple of members under the lock and queues outside it.
+It is held for updates of the registry, never during socket I/O: a broadcast
+takes the tuple of members under the lock and queues outside it.  The one
+exception queues a newcomer's welcome (memory only) before it becomes a member,
+so that no broadcast can reach it first.  Lock order: ``ChatServer._lock``,
+then an ``Outbox._lock``, then the ``Flusher._lock``; never the other way.
 """
 
 from __future__ import annotations

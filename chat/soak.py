@@ -40,7 +40,7 @@ STEADY_RATE_PER_S = 100.0  # 5 lines/s per user, within the default flood limit 
 CHURN_TIMEOUT_S = 5.0
 CHURN_IN_FLIGHT = 1  # churn actions run one after another: at most one of their connections is open
 SOAK_SENDQ_BYTES = 64 * 1024  # the soak's server: per-client queue and kernel send buffer (defaults: 1 MiB, system's)
-DROP_TIMEOUT_S = 20.0  # a user who never reads is dropped as too slow well within this
+DROP_TIMEOUT_S = 8.0  # a user who never reads is dropped as too slow well within this (about 1 s seen)
 WARM_UP_SHARE = 1 / 3  # of the windows; growth is measured after it
 
 

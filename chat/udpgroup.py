@@ -16,6 +16,9 @@ from chat.udpclient import HEARTBEAT_S, JOIN_ATTEMPTS
 from chat.usergroup import RECV_BYTES, UserGroup, _User, _welcomed, now_ns
 
 
+PONG_PREFIX = protocol.format_event(protocol.Reply("pong", ""))[:-1]  # "= pong:"
+
+
 class UDPUserGroup(UserGroup):
     """A :class:`~chat.usergroup.UserGroup` whose users speak UDP.
 
@@ -58,8 +61,14 @@ class UDPUserGroup(UserGroup):
         raise ConnectionError(f"{name}: no answer to /join")
 
     def _receive_one(self, user: _User, data: bytes) -> bool:
-        """Store one datagram as a line; True if it was our welcome (ConnectionError if a refusal)."""
+        """Store one datagram as a line; True if it was our welcome (ConnectionError if a refusal).
+
+        The answers to heartbeats are left out: they are not the load's traffic, and counted
+        they would look like progress to a run that waits for its messages.
+        """
         _, line = protocol.decode_datagram(data)
+        if line.startswith(PONG_PREFIX):
+            return False
         self._store(user, now_ns(), protocol.encode_line(line))
         return _welcomed(user.name, [protocol.parse_event(line)])
 
@@ -90,5 +99,6 @@ class UDPUserGroup(UserGroup):
                 data = user.sock.recv(RECV_BYTES)
             except (BlockingIOError, ConnectionRefusedError):
                 return received
-            self._receive_one(user, data)
-            received = True
+            if not data.startswith(PONG_PREFIX.encode()):  # a heartbeat's answer is no progress
+                self._receive_one(user, data)
+                received = True

@@ -131,6 +131,7 @@ def test_events_iterates_in_order_until_the_chat_goes_quiet(server):
         alice.wait_for(Joined)
         for text in ("раз", "два", "три"):
             bob.say(text)
+        wait_until(lambda: ChatMessage("bob", "три") in list(alice.transcript))  # all three in, none taken yet
         assert [event.text for event in alice.events(idle_s=0.5) if isinstance(event, ChatMessage)] == ["раз", "два", "три"]
 
 

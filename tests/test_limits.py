@@ -140,3 +140,10 @@ def test_writer_hands_back_to_the_flusher_once_caught_up(flusher):
         received = b""
         while received != b"one\ntwo\n":
             received += theirs.recv(100)
+
+
+@pytest.mark.parametrize("bad", [dict(socket_sndbuf_bytes=2**31), dict(registration_timeout_s=float("inf")),
+                                 dict(rate_lines_per_s=float("nan")), dict(sendq_bytes=-1)])
+def test_limits_refuse_values_no_socket_or_clock_can_take(bad):
+    with pytest.raises(ValueError):
+        Limits(**bad)
