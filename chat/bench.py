@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from chat import netloss
-from chat.harness import ProcessSampler, ServerProcess, machine_info
+from chat.harness import ProcessSampler, ServerProcess, cpu_used_between, machine_info, read_thread_cpu
 from chat.limits import Limits
 from chat.loadgen import LoadConfig, LoadResult, run_load
 from chat.netloss import PacketLoss
@@ -55,7 +55,7 @@ MODES = {"quick": QUICK, "full": FULL}
 
 def measure(kind: str, config: LoadConfig, step: Step | None = None, label: str = "",
             processes: int | None = None, packet_loss: float = 0.0, window_s: float | None = None,
-            **server_options) -> dict:
+            thread_cpu: bool = False, **server_options) -> dict:
     """Run one load against a fresh server process; return one row of results.
 
     ``processes`` is the number of generator processes (default: one per
@@ -64,7 +64,9 @@ def measure(kind: str, config: LoadConfig, step: Step | None = None, label: str 
     from the moment every user has joined (see :mod:`chat.netloss`).  With
     ``config.keep_send_times`` the row also has the latency of the messages
     sent in the first ``window_s`` seconds, or, without it, until the server
-    dropped its first user as too slow.
+    dropped its first user as too slow.  With ``thread_cpu`` (our server) the row
+    also has the CPU time of each kind of server thread from the start of
+    sending until the first user left (see :class:`ThreadCpuReadings`).
     """
     options = {**(OURS_OPTIONS if kind == "ours" else NAIVE_OPTIONS if kind == "naive" else {}), **server_options}
     if step is not None:
@@ -73,20 +75,74 @@ def measure(kind: str, config: LoadConfig, step: Step | None = None, label: str 
         processes = max(1, -(-config.users // USERS_PER_PROCESS))
     with ServerProcess(kind, **options) as server, ProcessSampler(server.pid) as sampler, ExitStack() as loss:
         idle_rss = sampler.first_rss_bytes or 0
-        lossy = (lambda: loss.enter_context(PacketLoss(server.address[1], packet_loss, config.transport))) \
-            if packet_loss else None
+        readings = ThreadCpuReadings(server) if thread_cpu else None
+
+        def before_start() -> None:  # every user has joined; the clock starts next
+            if readings is not None:
+                readings.start()
+            if packet_loss:
+                loss.enter_context(PacketLoss(server.address[1], packet_loss, config.transport))
+
         window_end = None
         if config.keep_send_times:
             window_end = (lambda start_ns: start_ns + int(window_s * 1e9)) if window_s is not None else \
                 (lambda start_ns: min(server.stats().get("too_slow_drops_ns", []), default=None))
-        result = run_load(server.address, config, processes=processes, before_start=lossy, window_end=window_end)
+        result = run_load(server.address, config, processes=processes, before_start=before_start,
+                          window_end=window_end, progress=readings.read if readings is not None else None)
         loss.close()
         counters = server.stats()
     row = _row(kind, options, result, counters, sampler, idle_rss)
+    if readings is not None:
+        row["server_cpu_by_thread"], row["server_cpu_window_s"] = readings.used_until(counters.get("first_leave_ns"))
     row["generator_processes"] = processes
     row["transport"] = config.transport
     row["packet_loss"] = packet_loss
     return row
+
+
+class ThreadCpuReadings:
+    """CPU time of each kind of server thread, read from outside the server while a load runs.
+
+    /proc forgets a thread's time when it ends, and the server's own threads
+    end as the users leave, so the readings are taken while the load runs
+    (from this process, not the server's) and the last one before the first
+    user left is kept.  The users leave only after ``drain_idle_s`` without a
+    line, so with ``interval_s`` below that, a reading falls after the last
+    delivery.
+    """
+
+    def __init__(self, server: ServerProcess, interval_s: float = 0.5) -> None:
+        self._server = server
+        self._interval_ns = int(interval_s * 1e9)
+        self._names: dict[int, str] = {}
+        self._readings: list[tuple[int, dict]] = []  # (time.monotonic_ns(), reading)
+
+    def start(self) -> None:
+        """Take the first reading: every user has joined, sending starts."""
+        self._names = self._server.thread_names()
+        self._readings = [(time.monotonic_ns(), read_thread_cpu(self._server.pid, self._names))]
+
+    def read(self, elapsed_s: float, sending_s: float) -> None:
+        """The load's progress callback: from the last second of sending on, read every ``interval_s``.
+
+        Not before: reading a thousand threads' counters takes CPU from the
+        machine the server and the generator share, so it waits until only the
+        last deliveries (and the idle wait before the users leave) remain.
+        """
+        if elapsed_s < sending_s - 1.0:  # from the last second of sending on
+            return
+        if self._readings and time.monotonic_ns() - self._readings[-1][0] >= self._interval_ns:
+            self._readings.append((time.monotonic_ns(), read_thread_cpu(self._server.pid, self._names)))
+
+    def used_until(self, end_ns: int | None) -> tuple[dict | None, float | None]:
+        """Each kind's CPU from the first reading to the last one before ``end_ns``, and those readings' distance (s)."""
+        if len(self._readings) < 2:
+            return None, None
+        before_end = [reading for reading in self._readings[1:] if end_ns is None or reading[0] <= end_ns]
+        if not before_end:
+            return None, None
+        (start_ns, first), (last_ns, last) = self._readings[0], before_end[-1]
+        return cpu_used_between(first, last), round((last_ns - start_ns) / 1e9, 2)
 
 
 def _row(kind: str, options: dict, result: LoadResult, counters: dict, sampler: ProcessSampler, idle_rss: int) -> dict:
@@ -201,12 +257,23 @@ def latency(mode: Mode, step: Step | None = None) -> dict:
     ])
 
 
+SCALING_DRAIN_IDLE_S = 5.0  # see scaling()
+
+
 def scaling(mode: Mode, step: Step | None = None) -> dict:
-    """Latency and deliveries as users grow, each user sending one message per second."""
+    """Latency and deliveries as users grow, each user sending one message per second.
+
+    The receivers wait for ``SCALING_DRAIN_IDLE_S`` without a line before they
+    conclude that nothing more is coming.  At 1000 users the flusher can go
+    longer than a second without the GIL while a thousand readers queue
+    lines; with a one-second wait, lines that were late (still queued) counted as lost.
+    """
     sizes = [10, 50, 200] if mode is QUICK else [10, 50, 200, 500, 1000]
     runs = []
     for users in sizes:
-        points = [(kind, _rate_config(users, users, mode), f"scaling: {kind}, {users} users", {}) for kind in ("ours", "naive")]
+        config = _rate_config(users, users, mode, drain_idle_s=SCALING_DRAIN_IDLE_S)
+        points = [(kind, config, f"scaling: {kind}, {users} users",
+                   {"thread_cpu": kind == "ours"}) for kind in ("ours", "naive")]
         runs += measure_points(points, mode.reps if users == 500 else 1, step)
     targets = [_target("our lost messages, all sizes", total_of(runs, "lost", server="ours"), "==", 0)]
     if 500 in sizes:
@@ -503,7 +570,7 @@ def flatten(run: dict) -> dict:
         if key in ("latency_samples_ms", "per_sender"):
             continue
         if isinstance(value, dict):
-            for inner, inner_value in value.items():
+            for inner, inner_value in flatten(value).items():
                 flat[f"{key}.{inner}"] = inner_value
         else:
             flat[key] = value

@@ -26,25 +26,84 @@ def _serve(kind: str, options: dict, conn) -> None:
     """Entry point of the server process: start, report the address, obey 'stats' and 'stop'."""
     raise_file_limit()
     drops_ns: list[int] = []  # when users were dropped as too slow (time.monotonic_ns: comparable across processes)
+    first_leave_ns: list[int] = []  # when the first user left otherwise
     if kind == "ours":
-        options = {**options, "on_event": lambda event: _note_drop(event, drops_ns)}
+        options = {**options, "on_event": lambda event: _note_leave(event, drops_ns, first_leave_ns)}
     server = _make_server(kind, options)
     server.start()
     conn.send(tuple(server.server_address))
     while True:
         command = conn.recv()
+        if command == "threads":
+            conn.send({thread.native_id: thread.name for thread in threading.enumerate()})
+            continue
         if command == "stop":
             server.stop()
-            conn.send({**_stats_of(server), "too_slow_drops_ns": drops_ns})
+        conn.send({**_stats_of(server), "too_slow_drops_ns": drops_ns,
+                   "first_leave_ns": first_leave_ns[0] if first_leave_ns else None})
+        if command == "stop":
             return
-        conn.send({**_stats_of(server), "too_slow_drops_ns": drops_ns})
 
 
-def _note_drop(event, drops_ns: list[int]) -> None:
+def _note_leave(event, drops_ns: list[int], first_leave_ns: list[int]) -> None:
     from chat.protocol import LeaveReason, Left
 
-    if isinstance(event, Left) and event.reason is LeaveReason.TOO_SLOW:
-        drops_ns.append(time.monotonic_ns())
+    if isinstance(event, Left):
+        if event.reason is LeaveReason.TOO_SLOW:
+            drops_ns.append(time.monotonic_ns())
+        elif not first_leave_ns:
+            first_leave_ns.append(time.monotonic_ns())
+
+
+def thread_role(name: str) -> str:
+    """A thread's kind: its name without a trailing number.
+
+    >>> thread_role("chat-reader-12"), thread_role("chat-flusher")
+    ('chat-reader', 'chat-flusher')
+    """
+    head, _, tail = name.rpartition("-")
+    return head if head and tail.isdigit() else name
+
+
+def read_thread_cpu(pid: int, names: dict[int, str]) -> dict[str, dict]:
+    """CPU time of a process's threads so far, added up by :func:`thread_role` (Linux).
+
+    ``names`` maps thread ids to thread names (:meth:`ServerProcess.thread_names`);
+    a thread that has ended is missing, since /proc forgets its time.  The time
+    is the scheduler's exact count (``/proc/PID/task/TID/schedstat``): the
+    tick-sampled ``stat`` misses most of a thread that runs in bursts shorter
+    than a tick, as a reader does.
+    """
+    roles: dict[str, dict] = {}
+    for tid, name in names.items():
+        seconds = _thread_cpu_seconds(pid, tid)
+        if seconds is None:
+            continue
+        role = roles.setdefault(thread_role(name), {"threads": 0, "cpu_s": 0.0})
+        role["threads"] += 1
+        role["cpu_s"] += seconds
+    return roles
+
+
+def _thread_cpu_seconds(pid: int, tid: int) -> float | None:
+    try:
+        with open(f"/proc/{pid}/task/{tid}/schedstat") as schedstat:
+            return int(schedstat.read().split()[0]) / 1e9  # nanoseconds on a CPU
+    except (OSError, IndexError, ValueError):
+        pass
+    try:  # no schedstat in this kernel: the tick-sampled user + system time
+        with open(f"/proc/{pid}/task/{tid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def cpu_used_between(before: dict[str, dict], after: dict[str, dict]) -> dict[str, dict]:
+    """What each kind of thread used between two :func:`read_thread_cpu` readings."""
+    return {role: {"threads": end["threads"],
+                   "cpu_s": round(max(0.0, end["cpu_s"] - before.get(role, {}).get("cpu_s", 0.0)), 3)}
+            for role, end in after.items()}
 
 
 def _make_server(kind: str, options: dict):
@@ -107,6 +166,13 @@ class ServerProcess:
     def stats(self) -> dict:
         """The server's counters now (ours), or its number of clients (naive)."""
         self._conn.send("stats")
+        if not self._conn.poll(STOP_TIMEOUT_S):
+            raise TimeoutError("the server did not answer")
+        return self._conn.recv()
+
+    def thread_names(self) -> dict[int, str]:
+        """The server's threads now: thread id -> name."""
+        self._conn.send("threads")
         if not self._conn.poll(STOP_TIMEOUT_S):
             raise TimeoutError("the server did not answer")
         return self._conn.recv()

@@ -25,6 +25,9 @@ WORDS = {  # English -> Russian, for every word a table prints
     "others' p99, whole run": "p99 остальных, весь прогон", "connected for": "был подключён",
     "last delivery": "последняя доставка", "warm-up": "разогрев", "run": "прогон",
     "whole run": "весь прогон",
+    "readers, µs per delivery": "читатели, мкс на доставку", "flusher, µs per delivery": "поток отправки, мкс на доставку",
+    "writers, µs per delivery": "писатели, мкс на доставку", "all, µs per delivery": "всего, мкс на доставку",
+    "busiest second, CPU-s/s": "самая загруженная секунда, с ЦП/с",
 }
 
 
@@ -176,6 +179,34 @@ def scaling(results: dict, language: str) -> str:
     return _table(["users", "deliveries/s", "our p50", "our p99", "textbook p99", "our lost", "textbook lost"], rows, language)
 
 
+def per_delivery_us(runs: list[dict], role: str, users: int) -> float | None:
+    """CPU time a kind of our server's threads spent per line delivered, over the runs at ``users`` (µs).
+
+    From the start of sending until the first user left (see ``bench.ThreadCpuReadings``);
+    None for runs without the reading.
+    """
+    measured = [run for run in bench.matching(runs, server="ours", users=users) if run.get("server_cpu_by_thread")]
+    delivered = sum(run["delivered"] for run in measured)
+    if not measured or not delivered:
+        return None
+    seconds = sum(run["server_cpu_by_thread"].get(role, {}).get("cpu_s", 0.0) for run in measured)
+    return seconds / delivered * 1e6
+
+
+def scaling_cpu(results: dict, language: str) -> str:
+    runs = _runs(results, "scaling")
+    rows = []
+    for users in sorted({run["users"] for run in runs}):
+        costs = [per_delivery_us(runs, role, users) for role in ("chat-reader", "chat-flusher", "chat-writer")]
+        if costs[0] is None or bench.total_of(runs, "lost", server="ours", users=users):
+            continue  # lines still queued at the end were paid for but not delivered: no cost per delivery
+        rows.append([str(users), *(_fmt(cost, "float2", language) for cost in costs),
+                     _fmt(sum(costs), "float2", language),
+                     _fmt(median_or_none(runs, "server_cpu_peak", server="ours", users=users), "float2", language)])
+    return _table(["users", "readers, µs per delivery", "flusher, µs per delivery", "writers, µs per delivery",
+                   "all, µs per delivery", "busiest second, CPU-s/s"], rows, language)
+
+
 def nagle(results: dict, language: str) -> str:
     rows = [[_server(run, language), word("on" if run["server_options"].get("nodelay") else "off", language),
              _fmt(run["latency_ms"]["p50"], "ms", language), _fmt(run["latency_ms"]["p99"], "ms", language)]
@@ -248,6 +279,6 @@ def soak_churn(results: dict, language: str) -> str:
 
 TABLES = {
     "targets": targets, "framing": framing, "capacity": capacity, "latency": latency, "scaling": scaling,
-    "nagle": nagle, "slow-consumer": slow_consumer, "udp": udp, "ceiling": ceiling,
+    "scaling-cpu": scaling_cpu, "nagle": nagle, "slow-consumer": slow_consumer, "udp": udp, "ceiling": ceiling,
     "soak-windows": soak_windows, "soak-churn": soak_churn,
 }

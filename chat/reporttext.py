@@ -21,7 +21,7 @@ from pathlib import Path
 
 from chat import bench
 from chat.limits import Limits
-from chat.reporttables import TABLES, median_or_none as _median
+from chat.reporttables import TABLES, median_or_none as _median, per_delivery_us
 from chat.soak import SOAK_SENDQ_BYTES
 
 PLACEHOLDER = re.compile(r"\{\{\s*(.+?)\s*\}\}")
@@ -255,7 +255,21 @@ def _capacity_facts(capacity: list[dict], ceiling: list[dict], result: dict) -> 
 
 def _scaling_facts(scaling: list[dict]) -> dict:
     median = lambda server, path, users: _median(scaling, path, server=server, users=users)
+    reader_us, flusher_us, writer_us = (per_delivery_us(scaling, role, 500)
+                                        for role in ("chat-reader", "chat-flusher", "chat-writer"))
+    total_us = None if reader_us is None else reader_us + flusher_us + writer_us
+    rate = median("ours", "deliveries_per_s", 500)
+    biggest = bench.matching(scaling, server="ours", users=1000)
+    cpu_1000 = lambda role: sum(run["server_cpu_by_thread"][role]["cpu_s"] for run in biggest) \
+        if biggest and all(run.get("server_cpu_by_thread") for run in biggest) else None
     return {
+        "drain_idle_s": bench.SCALING_DRAIN_IDLE_S,
+        "sending_s_1000": biggest[0]["sent"] / biggest[0]["offered_per_s"] if biggest else None,
+        "reader_cpu_1000": cpu_1000("chat-reader"),
+        "flusher_cpu_1000": cpu_1000("chat-flusher"),
+        "reader_us_500": reader_us,
+        "flusher_us_500": flusher_us,
+        "demand_500": None if total_us is None or rate is None else total_us * rate / 1e6,
         "ours_p99_500": median("ours", "latency_ms.p99", 500),
         "ours_rate_500": median("ours", "deliveries_per_s", 500),
         "ours_p99_1000": median("ours", "latency_ms.p99", 1000),

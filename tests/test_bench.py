@@ -141,3 +141,60 @@ def test_peak_cpu_busy_is_the_busiest_second_of_cpu_time():
     sampler.samples = [ProcessSample(t / 10, 0, 1, cpu) for t, cpu in
                        [(0, 0.0), (5, 0.1), (10, 0.2), (15, 0.7), (20, 1.2), (25, 1.2), (30, 1.2)]]
     assert sampler.peak_cpu_busy(window_s=1.0) == 1.0
+
+
+def test_scaling_counts_the_cpu_of_each_kind_of_our_servers_threads(stored):
+    ours = bench.matching(load(stored, "scaling")["runs"], server="ours")
+    for run in ours:
+        by_thread = run["server_cpu_by_thread"]
+        assert by_thread["chat-reader"]["threads"] == by_thread["chat-writer"]["threads"] == run["users"]
+        assert by_thread["chat-flusher"]["threads"] == 1
+        assert run["server_cpu_window_s"] > 0
+    biggest = max(ours, key=lambda run: run["users"])
+    assert biggest["server_cpu_by_thread"]["chat-reader"]["cpu_s"] > 0  # it queued every line it relayed
+    assert biggest["server_cpu_by_thread"]["chat-flusher"]["cpu_s"] > 0  # and the flusher sent them
+    assert all("server_cpu_by_thread" not in run for run in bench.matching(load(stored, "scaling")["runs"], server="naive"))
+
+
+def test_thread_cpu_is_read_per_kind_of_thread():
+    import os
+    import threading
+
+    from chat.harness import read_thread_cpu, thread_role
+
+    assert thread_role("chat-reader-12") == "chat-reader" and thread_role("chat-flusher") == "chat-flusher"
+    stop = threading.Event()
+
+    def spin():
+        while not stop.is_set():
+            sum(range(1000))
+
+    spinners = [threading.Thread(target=spin, name=f"spinner-{number}") for number in (1, 2)]
+    for spinner in spinners:
+        spinner.start()
+    try:
+        stop.wait(0.3)  # let them run
+        reading = read_thread_cpu(os.getpid(), {spinner.native_id: spinner.name for spinner in spinners})
+    finally:
+        stop.set()
+        for spinner in spinners:
+            spinner.join(5)
+    assert reading["spinner"]["threads"] == 2
+    assert reading["spinner"]["cpu_s"] > 0.01
+    # Once a thread has ended, /proc has nothing for it.
+    assert read_thread_cpu(os.getpid(), {spinner.native_id: spinner.name for spinner in spinners}) == {}
+
+
+def test_thread_cpu_readings_keep_the_last_one_before_the_first_user_left():
+    readings = bench.ThreadCpuReadings(server=None)
+    role = lambda seconds: {"chat-reader": {"threads": 3, "cpu_s": seconds}}
+    readings._readings = [(0, role(1.0)), (1_000_000_000, role(2.5)), (2_000_000_000, role(4.0)),
+                          (3_000_000_000, role(9.0))]  # the users were leaving by the last one
+    assert readings.used_until(2_500_000_000) == ({"chat-reader": {"threads": 3, "cpu_s": 3.0}}, 2.0)
+    assert readings.used_until(None) == ({"chat-reader": {"threads": 3, "cpu_s": 8.0}}, 3.0)
+    assert readings.used_until(500_000_000) == (None, None)  # nobody stayed long enough for a second reading
+
+
+def test_csv_columns_flatten_nested_results():
+    run = {"users": 3, "server_cpu_by_thread": {"chat-reader": {"cpu_s": 2.0}}, "latency_samples_ms": [1.0]}
+    assert bench.flatten(run) == {"users": 3, "server_cpu_by_thread.chat-reader.cpu_s": 2.0}
