@@ -83,17 +83,25 @@ def measure(kind: str, config: LoadConfig, step: Step | None = None, label: str 
             if packet_loss:
                 loss.enter_context(PacketLoss(server.address[1], packet_loss, config.transport))
 
+        started_ns: list[int] = []
         window_end = None
         if config.keep_send_times:
             window_end = (lambda start_ns: start_ns + int(window_s * 1e9)) if window_s is not None else \
                 (lambda start_ns: min(server.stats().get("too_slow_drops_ns", []), default=None))
+        def window_end_noting_start(start_ns: int) -> int | None:
+            started_ns.append(start_ns)
+            return window_end(start_ns) if window_end is not None else None
+
         result = run_load(server.address, config, processes=processes, before_start=before_start,
-                          window_end=window_end, progress=readings.read if readings is not None else None)
+                          window_end=window_end_noting_start, progress=readings.read if readings is not None else None)
         loss.close()
         counters = server.stats()
     row = _row(kind, options, result, counters, sampler, idle_rss)
     if readings is not None:
-        row["server_cpu_by_thread"], row["server_cpu_window_s"] = readings.used_until(counters.get("first_leave_ns"))
+        last_delivery_ns = started_ns[0] + int(result.duration_s * 1e9) if started_ns else None
+        row["server_cpu_by_thread"], row["server_cpu_window_s"] = readings.used_until(
+            counters.get("first_leave_ns"), last_delivery_ns)
+    row["drain_idle_s"] = config.drain_idle_s
     row["generator_processes"] = processes
     row["transport"] = config.transport
     row["packet_loss"] = packet_loss
@@ -103,45 +111,58 @@ def measure(kind: str, config: LoadConfig, step: Step | None = None, label: str 
 class ThreadCpuReadings:
     """CPU time of each kind of server thread, read from outside the server while a load runs.
 
-    /proc forgets a thread's time when it ends, and the server's own threads
-    end as the users leave, so the readings are taken while the load runs
-    (from this process, not the server's) and the last one before the first
-    user left is kept.  The users leave only after ``drain_idle_s`` without a
-    line, so with ``interval_s`` below that, a reading falls after the last
-    delivery.
+    /proc forgets a thread's time when it ends, and the server's threads end
+    as the users leave, so the readings are taken while the load runs (from
+    this process, not the server's), and the one kept is the last that came
+    after the last delivery and before the first user left, with every thread
+    still there.  Runs that measure this keep their users connected for
+    ``drain_idle_s`` after the last line (``stop_when_complete=False``), so
+    with ``interval_s`` below that, such a reading exists.
     """
 
     def __init__(self, server: ServerProcess, interval_s: float = 0.5) -> None:
         self._server = server
         self._interval_ns = int(interval_s * 1e9)
         self._names: dict[int, str] = {}
-        self._readings: list[tuple[int, dict]] = []  # (time.monotonic_ns(), reading)
+        self._readings: list[tuple[int, dict]] = []  # (time.monotonic_ns() once read, reading)
 
     def start(self) -> None:
         """Take the first reading: every user has joined, sending starts."""
         self._names = self._server.thread_names()
-        self._readings = [(time.monotonic_ns(), read_thread_cpu(self._server.pid, self._names))]
+        self._readings = [self._read()]
+
+    def _read(self) -> tuple[int, dict]:
+        reading = read_thread_cpu(self._server.pid, self._names)
+        return time.monotonic_ns(), reading  # the time after the reading: every thread was there until then
 
     def read(self, elapsed_s: float, sending_s: float) -> None:
         """The load's progress callback: from the last second of sending on, read every ``interval_s``.
 
         Not before: reading a thousand threads' counters takes CPU from the
-        machine the server and the generator share, so it waits until only the
-        last deliveries (and the idle wait before the users leave) remain.
+        machine the server and the generator share.
         """
-        if elapsed_s < sending_s - 1.0:  # from the last second of sending on
+        if elapsed_s < sending_s - 1.0:
             return
         if self._readings and time.monotonic_ns() - self._readings[-1][0] >= self._interval_ns:
-            self._readings.append((time.monotonic_ns(), read_thread_cpu(self._server.pid, self._names)))
+            self._readings.append(self._read())
 
-    def used_until(self, end_ns: int | None) -> tuple[dict | None, float | None]:
-        """Each kind's CPU from the first reading to the last one before ``end_ns``, and those readings' distance (s)."""
-        if len(self._readings) < 2:
+    def used_until(self, end_ns: int | None, after_ns: int | None = None) -> tuple[dict | None, float | None]:
+        """Each kind's CPU from the first reading to the kept one, and the time between them (s).
+
+        The kept reading is the last one taken after ``after_ns`` (the last
+        delivery) and before ``end_ns`` (the first leave) that still found
+        every thread of the first; (None, None) if there is none.
+        """
+        if not self._readings:
             return None, None
-        before_end = [reading for reading in self._readings[1:] if end_ns is None or reading[0] <= end_ns]
-        if not before_end:
+        (start_ns, first) = self._readings[0]
+        threads = lambda reading: sum(role["threads"] for role in reading.values())
+        kept = [(taken_ns, reading) for taken_ns, reading in self._readings[1:]
+                if (end_ns is None or taken_ns <= end_ns) and (after_ns is None or taken_ns >= after_ns)
+                and threads(reading) >= threads(first)]
+        if not kept:
             return None, None
-        (start_ns, first), (last_ns, last) = self._readings[0], before_end[-1]
+        last_ns, last = kept[-1]
         return cpu_used_between(first, last), round((last_ns - start_ns) / 1e9, 2)
 
 
@@ -263,15 +284,17 @@ SCALING_DRAIN_IDLE_S = 5.0  # see scaling()
 def scaling(mode: Mode, step: Step | None = None) -> dict:
     """Latency and deliveries as users grow, each user sending one message per second.
 
-    The receivers wait for ``SCALING_DRAIN_IDLE_S`` without a line before they
-    conclude that nothing more is coming.  At 1000 users the flusher can go
-    longer than a second without the GIL while a thousand readers queue
-    lines; with a one-second wait, lines that were late (still queued) counted as lost.
+    Each generator process waits for ``SCALING_DRAIN_IDLE_S`` without a line to
+    any of its users before it concludes that nothing more is coming.  At 1000
+    users a thousand readers queuing lines need more than the core, lines wait
+    in the queues for seconds, and with a one-second wait, lines that were only
+    late (still queued) counted as lost.
     """
     sizes = [10, 50, 200] if mode is QUICK else [10, 50, 200, 500, 1000]
     runs = []
     for users in sizes:
-        config = _rate_config(users, users, mode, drain_idle_s=SCALING_DRAIN_IDLE_S)
+        # Users stay connected for the whole wait, so the CPU reading after the last delivery finds all threads.
+        config = _rate_config(users, users, mode, drain_idle_s=SCALING_DRAIN_IDLE_S, stop_when_complete=False)
         points = [(kind, config, f"scaling: {kind}, {users} users",
                    {"thread_cpu": kind == "ours"}) for kind in ("ours", "naive")]
         runs += measure_points(points, mode.reps if users == 500 else 1, step)

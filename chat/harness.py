@@ -102,7 +102,7 @@ def _thread_cpu_seconds(pid: int, tid: int) -> float | None:
 def cpu_used_between(before: dict[str, dict], after: dict[str, dict]) -> dict[str, dict]:
     """What each kind of thread used between two :func:`read_thread_cpu` readings."""
     return {role: {"threads": end["threads"],
-                   "cpu_s": round(max(0.0, end["cpu_s"] - before.get(role, {}).get("cpu_s", 0.0)), 3)}
+                   "cpu_s": round(max(0.0, end["cpu_s"] - before.get(role, {}).get("cpu_s", 0.0)), 6)}
             for role, end in after.items()}
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import ast
 import math
 import re
+import statistics
 from collections.abc import Callable
 from pathlib import Path
 
@@ -263,10 +264,12 @@ def _scaling_facts(scaling: list[dict]) -> dict:
     cpu_1000 = lambda role: sum(run["server_cpu_by_thread"][role]["cpu_s"] for run in biggest) \
         if biggest and all(run.get("server_cpu_by_thread") for run in biggest) else None
     return {
-        "drain_idle_s": bench.SCALING_DRAIN_IDLE_S,
-        "sending_s_1000": biggest[0]["sent"] / biggest[0]["offered_per_s"] if biggest else None,
+        "drain_idle_s": _median(scaling, "drain_idle_s", server="ours"),
+        "sending_s_1000": statistics.mean(run["sent"] / run["offered_per_s"] for run in biggest) if biggest else None,
         "reader_cpu_1000": cpu_1000("chat-reader"),
         "flusher_cpu_1000": cpu_1000("chat-flusher"),
+        "reader_load_1000": cpu_1000("chat-reader") / len(biggest) / statistics.mean(
+            run["sent"] / run["offered_per_s"] for run in biggest) if cpu_1000("chat-reader") is not None else None,
         "reader_us_500": reader_us,
         "flusher_us_500": flusher_us,
         "demand_500": None if total_us is None or rate is None else total_us * rate / 1e6,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 
 import pytest
 
@@ -181,18 +182,26 @@ def test_thread_cpu_is_read_per_kind_of_thread():
             spinner.join(5)
     assert reading["spinner"]["threads"] == 2
     assert reading["spinner"]["cpu_s"] > 0.01
-    # Once a thread has ended, /proc has nothing for it.
+    # Once a thread has ended, /proc has nothing for it (the kernel may list it a moment after join()).
+    gone_by = time.monotonic() + 5
+    while any(os.path.exists(f"/proc/self/task/{spinner.native_id}") for spinner in spinners):
+        assert time.monotonic() < gone_by, "the ended threads are still listed in /proc"
+        stop.wait(0.01)
     assert read_thread_cpu(os.getpid(), {spinner.native_id: spinner.name for spinner in spinners}) == {}
 
 
-def test_thread_cpu_readings_keep_the_last_one_before_the_first_user_left():
+def test_thread_cpu_readings_keep_the_last_whole_one_between_the_last_delivery_and_the_first_leave():
     readings = bench.ThreadCpuReadings(server=None)
-    role = lambda seconds: {"chat-reader": {"threads": 3, "cpu_s": seconds}}
-    readings._readings = [(0, role(1.0)), (1_000_000_000, role(2.5)), (2_000_000_000, role(4.0)),
-                          (3_000_000_000, role(9.0))]  # the users were leaving by the last one
-    assert readings.used_until(2_500_000_000) == ({"chat-reader": {"threads": 3, "cpu_s": 3.0}}, 2.0)
-    assert readings.used_until(None) == ({"chat-reader": {"threads": 3, "cpu_s": 8.0}}, 3.0)
-    assert readings.used_until(500_000_000) == (None, None)  # nobody stayed long enough for a second reading
+    role = lambda seconds, threads=3: {"chat-reader": {"threads": threads, "cpu_s": seconds}}
+    second = 1_000_000_000
+    readings._readings = [(0, role(1.0)), (1 * second, role(2.5)), (2 * second, role(4.0)),
+                          (3 * second, role(4.5, threads=2)),  # a thread had ended: its time is gone
+                          (4 * second, role(9.0))]  # the users were leaving by then
+    assert readings.used_until(end_ns=3_500_000_000, after_ns=1_500_000_000) == (
+        {"chat-reader": {"threads": 3, "cpu_s": 3.0}}, 2.0)
+    assert readings.used_until(end_ns=None) == ({"chat-reader": {"threads": 3, "cpu_s": 8.0}}, 4.0)
+    # Nothing between the last delivery and the first leave: no figure rather than a partial one.
+    assert readings.used_until(end_ns=2_500_000_000, after_ns=2_200_000_000) == (None, None)
 
 
 def test_csv_columns_flatten_nested_results():
