@@ -66,7 +66,7 @@ def measure(kind: str, config: LoadConfig, step: Step | None = None, label: str 
     sent in the first ``window_s`` seconds, or, without it, until the server
     dropped its first user as too slow.  With ``thread_cpu`` (our server) the row
     also has the CPU time of each kind of server thread from the start of
-    sending until the first user left (see :class:`ThreadCpuReadings`).
+    sending to a moment after the last delivery (see :class:`ThreadCpuReadings`).
     """
     options = {**(OURS_OPTIONS if kind == "ours" else NAIVE_OPTIONS if kind == "naive" else {}), **server_options}
     if step is not None:
@@ -83,24 +83,18 @@ def measure(kind: str, config: LoadConfig, step: Step | None = None, label: str 
             if packet_loss:
                 loss.enter_context(PacketLoss(server.address[1], packet_loss, config.transport))
 
-        started_ns: list[int] = []
         window_end = None
         if config.keep_send_times:
             window_end = (lambda start_ns: start_ns + int(window_s * 1e9)) if window_s is not None else \
                 (lambda start_ns: min(server.stats().get("too_slow_drops_ns", []), default=None))
-        def window_end_noting_start(start_ns: int) -> int | None:
-            started_ns.append(start_ns)
-            return window_end(start_ns) if window_end is not None else None
-
         result = run_load(server.address, config, processes=processes, before_start=before_start,
-                          window_end=window_end_noting_start, progress=readings.read if readings is not None else None)
+                          window_end=window_end, progress=readings.read if readings is not None else None)
         loss.close()
         counters = server.stats()
     row = _row(kind, options, result, counters, sampler, idle_rss)
     if readings is not None:
-        last_delivery_ns = started_ns[0] + int(result.duration_s * 1e9) if started_ns else None
         row["server_cpu_by_thread"], row["server_cpu_window_s"] = readings.used_until(
-            counters.get("first_leave_ns"), last_delivery_ns)
+            counters.get("first_leave_ns"), result.last_delivery_ns)
     row["drain_idle_s"] = config.drain_idle_s
     row["generator_processes"] = processes
     row["transport"] = config.transport

@@ -90,13 +90,7 @@ def _thread_cpu_seconds(pid: int, tid: int) -> float | None:
         with open(f"/proc/{pid}/task/{tid}/schedstat") as schedstat:
             return int(schedstat.read().split()[0]) / 1e9  # nanoseconds on a CPU
     except (OSError, IndexError, ValueError):
-        pass
-    try:  # no schedstat in this kernel: the tick-sampled user + system time
-        with open(f"/proc/{pid}/task/{tid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return None
+        return _stat_cpu_seconds(f"/proc/{pid}/task/{tid}/stat")  # no schedstat in this kernel: tick-sampled
 
 
 def cpu_used_between(before: dict[str, dict], after: dict[str, dict]) -> dict[str, dict]:
@@ -165,14 +159,14 @@ class ServerProcess:
 
     def stats(self) -> dict:
         """The server's counters now (ours), or its number of clients (naive)."""
-        self._conn.send("stats")
-        if not self._conn.poll(STOP_TIMEOUT_S):
-            raise TimeoutError("the server did not answer")
-        return self._conn.recv()
+        return self._ask("stats")
 
     def thread_names(self) -> dict[int, str]:
         """The server's threads now: thread id -> name."""
-        self._conn.send("threads")
+        return self._ask("threads")
+
+    def _ask(self, command: str):
+        self._conn.send(command)
         if not self._conn.poll(STOP_TIMEOUT_S):
             raise TimeoutError("the server did not answer")
         return self._conn.recv()
@@ -209,12 +203,17 @@ def read_proc_status(pid: int) -> dict[str, int]:
 
 def read_cpu_seconds(pid: int) -> float:
     """CPU time (user + system) a process has used so far, from /proc (0.0 if it is gone)."""
+    return _stat_cpu_seconds(f"/proc/{pid}/stat") or 0.0
+
+
+def _stat_cpu_seconds(path: str) -> float | None:
+    """utime + stime from a /proc ``stat`` file (a process's or a thread's); None if it is gone."""
     try:
-        with open(f"/proc/{pid}/stat") as stat:
+        with open(path) as stat:
             fields = stat.read().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime, in clock ticks
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # in clock ticks
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 @dataclass

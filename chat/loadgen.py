@@ -114,6 +114,7 @@ class LoadResult:
     latency_samples_ms: list[float] = field(repr=False, default_factory=list)
     window_s: float | None = None  # with run_load(window_end=...): the window's length, from the start
     latency_window_ms: dict[str, float] | None = None  # percentiles of the messages sent within the window
+    last_delivery_ns: int = 0  # when the last line arrived, on the now_ns() clock (0: none did)
 
     def to_dict(self) -> dict:
         data = dataclasses.asdict(self)
@@ -204,6 +205,7 @@ def merge(config: LoadConfig, results: list[GroupResult], start_ns: int, window_
         garbled=sum(result.garbled for result in results),
         foreign=sum(result.foreign for result in results),
         duration_s=duration_s,
+        last_delivery_ns=last_ns,
         deliveries_per_s=delivered / duration_s if duration_s > 0 else 0.0,
         first_delivery_s=max(0.0, (min(firsts) - start_ns) / 1e9) if firsts else 0.0,
         latency_ms=stats.summarize(latencies_ms),

@@ -263,13 +263,14 @@ def _scaling_facts(scaling: list[dict]) -> dict:
     biggest = bench.matching(scaling, server="ours", users=1000)
     cpu_1000 = lambda role: sum(run["server_cpu_by_thread"][role]["cpu_s"] for run in biggest) \
         if biggest and all(run.get("server_cpu_by_thread") for run in biggest) else None
+    sending_s_1000 = statistics.mean(run["sent"] / run["offered_per_s"] for run in biggest) if biggest else None
+    reader_cpu_1000 = cpu_1000("chat-reader")
     return {
         "drain_idle_s": _median(scaling, "drain_idle_s", server="ours"),
-        "sending_s_1000": statistics.mean(run["sent"] / run["offered_per_s"] for run in biggest) if biggest else None,
-        "reader_cpu_1000": cpu_1000("chat-reader"),
+        "sending_s_1000": sending_s_1000,
+        "reader_cpu_1000": reader_cpu_1000,
         "flusher_cpu_1000": cpu_1000("chat-flusher"),
-        "reader_load_1000": cpu_1000("chat-reader") / len(biggest) / statistics.mean(
-            run["sent"] / run["offered_per_s"] for run in biggest) if cpu_1000("chat-reader") is not None else None,
+        "reader_load_1000": None if reader_cpu_1000 is None else reader_cpu_1000 / len(biggest) / sending_s_1000,
         "reader_us_500": reader_us,
         "flusher_us_500": flusher_us,
         "demand_500": None if total_us is None or rate is None else total_us * rate / 1e6,
