@@ -16,9 +16,18 @@ def naive():
 
 
 def register(raw_clients, address, name):
+    """Connect and register ``name`` on the textbook server.
+
+    Its threads announce a newcomer to the client list as it is when they get
+    there (no lock), so under load an earlier user's late "*** X joined" may
+    reach this client before its own welcome.
+    """
     client = raw_clients(address)
     client.send_line(name)
-    assert client.read_line() == f"= welcome: {name}"
+    line = client.read_line()
+    while line.startswith("*** ") and line.endswith(" joined"):
+        line = client.read_line()
+    assert line == f"= welcome: {name}"
     return client
 
 
