@@ -8,7 +8,7 @@ import logging
 import signal
 import sys
 
-from chat.limits import Limits
+from chat.tcp.limits import Limits
 
 DEFAULT_PORT = 8000
 
@@ -103,7 +103,7 @@ def server_limits(args: argparse.Namespace) -> Limits:
 
 
 def _run_server(args: argparse.Namespace) -> int:
-    from chat.server import ChatServer
+    from chat.tcp.server import ChatServer
 
     try:
         server = ChatServer(args.host, args.port, server_limits(args), nodelay=args.nodelay)
@@ -213,7 +213,7 @@ def _run_demo(args: argparse.Namespace) -> int:
 
 
 def _add_bench(commands) -> None:
-    from chat.bench import SCENARIOS
+    from chat.lab.bench import SCENARIOS
 
     parser = commands.add_parser(
         "bench", help="measure our server against the textbook one",
@@ -239,7 +239,8 @@ def _run_bench(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
-    from chat import bench
+    from chat.lab import bench
+    from chat.lab import results as lab_results
 
     names = list(bench.SCENARIOS) if args.scenario == "all" else [args.scenario]
     out = Path(args.out)
@@ -252,7 +253,7 @@ def _run_bench(args: argparse.Namespace) -> int:
             options = {"seconds": args.seconds} if name == "soak" and args.seconds else {}
             result = bench.run_scenario(name, args.mode, step, **options)
             bar.update(1)
-        for path in bench.save(result, out, args.csv):
+        for path in lab_results.save(result, out, args.csv):
             print(f"wrote {path}")
         if args.plot:
             for path in draw_scenario(result, out):
@@ -270,7 +271,7 @@ def print_targets(result: dict) -> None:
 
 
 def draw_scenario(result: dict, out) -> list:
-    from chat import plots
+    from chat.reporting import plots
 
     return [plots.save(figure, out / f"{name}.svg") for name, figure in plots.figures_for(result).items()]
 
@@ -357,10 +358,10 @@ def _run_report(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
-    from chat import report
+    from chat.reporting import render
 
-    out = Path(args.out) if args.out else (Path("results/report-quick") if args.quick else report.REPORT_DIR)
-    if args.quick and out.resolve() == report.REPORT_DIR.resolve():
+    out = Path(args.out) if args.out else (Path("results/report-quick") if args.quick else render.REPORT_DIR)
+    if args.quick and out.resolve() == render.REPORT_DIR.resolve():
         print("refusing to overwrite the full report with a quick one; give another --out", file=sys.stderr)
         return 2
     out.mkdir(parents=True, exist_ok=True)
@@ -372,7 +373,7 @@ def _run_report(args: argparse.Namespace) -> int:
             bar.update(0 if bar.postfix is None else 1)
             bar.set_postfix_str(label)
 
-        written = report.generate(out, "quick" if args.quick else "full", step, measure=not args.render_only)
+        written = render.generate(out, "quick" if args.quick else "full", step, measure=not args.render_only)
         bar.update(1)
     for path in written:
         print(f"wrote {path}")

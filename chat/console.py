@@ -20,7 +20,7 @@ import threading
 from collections.abc import Callable
 
 from chat import protocol
-from chat.client import ChatClient, Disconnected, NameRefused
+from chat.tcp.client import ChatClient, Disconnected, NameRefused
 
 EXIT_OK, EXIT_SERVER_GONE, EXIT_UNREACHABLE = 0, 1, 2
 STDIN_READ_BYTES = 4096

@@ -9,9 +9,9 @@ import threading
 import time
 from dataclasses import dataclass
 
-from chat.client import ChatClient
+from chat.tcp.client import ChatClient
 from chat.protocol import Left
-from chat.server import ChatServer, ServerStats
+from chat.tcp.server import ChatServer, ServerStats
 
 USERS = ("Алиса", "bob", "carol", "Дмитрий")
 VIEWER = "Алиса"

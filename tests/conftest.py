@@ -9,7 +9,7 @@ import time
 import pytest
 from hypothesis import HealthCheck, settings
 
-from chat.server import ChatServer
+from chat.tcp.server import ChatServer
 from tests.helpers import RawClient
 
 THREAD_EXIT_TIMEOUT_S = 5.0
@@ -83,10 +83,11 @@ def raw_clients():
 @pytest.fixture(scope="session")
 def stored(tmp_path_factory):
     """Every benchmark scenario run once in quick mode and saved; tests read the saved files back."""
-    from chat import bench
+    from chat.lab import bench
+    from chat.lab import results as lab_results
 
     folder = tmp_path_factory.mktemp("results")
     for name in bench.SCENARIOS:
         options = {"seconds": 6} if name == "soak" else {}
-        bench.save(bench.run_scenario(name, "quick", **options), folder, write_csv=True)
+        lab_results.save(bench.run_scenario(name, "quick", **options), folder, write_csv=True)
     return folder

@@ -7,7 +7,7 @@ import threading
 import time
 
 from chat import protocol
-from chat.usergroup import parse_message_text
+from chat.lab.config import parse_message_text
 
 DROP, DUPLICATE, HOLD = 3, 5, 7  # by seq % 10: dropped, sent twice, sent after the next one
 

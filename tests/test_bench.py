@@ -13,14 +13,16 @@ import time
 
 import pytest
 
-from chat import bench, plots
-from chat.terminal import python_command
+from chat.lab import bench
+from chat.lab import results as lab_results
+from chat.reporting import plots
+from chat.reporting.terminal import python_command
 
 pytestmark = pytest.mark.slow
 
 
 def load(stored, name):
-    return bench.load(stored / f"{name}.json")
+    return lab_results.load(stored / f"{name}.json")
 
 
 @pytest.mark.timeout(600)
@@ -52,13 +54,13 @@ def test_capacity_shows_the_textbook_server_garbling_lines(stored):
 
 def test_slow_consumer_is_dropped_and_freezes_the_textbook_server(stored):
     runs = load(stored, "slow-consumer")["runs"]
-    ours_stalled = bench.matching(runs, server="ours", stalled_users=1)
+    ours_stalled = lab_results.matching(runs, server="ours", stalled_users=1)
     assert all(run["server_left"].get("too slow") == 1 for run in ours_stalled)
     assert all(run["sendq_peak_bytes"] <= 1 << 20 for run in ours_stalled)
     for run in ours_stalled:  # the others' latency is judged while the stalled user was there: the server timed its drop
         assert 0 < run["window_s"] < run["duration_s"]
         assert 0 < run["latency_window_ms"]["count"] < run["latency_ms"]["count"]
-    naive_stalled = bench.matching(runs, server="naive", stalled_users=1)
+    naive_stalled = lab_results.matching(runs, server="naive", stalled_users=1)
     assert all(run["lost"] > 0 for run in naive_stalled)
 
 
@@ -135,7 +137,7 @@ def test_bench_command_line_writes_results_and_figures(tmp_path):
 
 
 def test_peak_cpu_busy_is_the_busiest_second_of_cpu_time():
-    from chat.harness import ProcessSample, ProcessSampler
+    from chat.lab.harness import ProcessSample, ProcessSampler
 
     sampler = ProcessSampler(pid=0)
     # 0.2 CPU-s in the first second, then a full core for a second, then idle again
@@ -145,7 +147,7 @@ def test_peak_cpu_busy_is_the_busiest_second_of_cpu_time():
 
 
 def test_scaling_counts_the_cpu_of_each_kind_of_our_servers_threads(stored):
-    ours = bench.matching(load(stored, "scaling")["runs"], server="ours")
+    ours = lab_results.matching(load(stored, "scaling")["runs"], server="ours")
     for run in ours:
         by_thread = run["server_cpu_by_thread"]
         assert by_thread["chat-reader"]["threads"] == by_thread["chat-writer"]["threads"] == run["users"]
@@ -154,14 +156,14 @@ def test_scaling_counts_the_cpu_of_each_kind_of_our_servers_threads(stored):
     biggest = max(ours, key=lambda run: run["users"])
     assert biggest["server_cpu_by_thread"]["chat-reader"]["cpu_s"] > 0  # it queued every line it relayed
     assert biggest["server_cpu_by_thread"]["chat-flusher"]["cpu_s"] > 0  # and the flusher sent them
-    assert all("server_cpu_by_thread" not in run for run in bench.matching(load(stored, "scaling")["runs"], server="naive"))
+    assert all("server_cpu_by_thread" not in run for run in lab_results.matching(load(stored, "scaling")["runs"], server="naive"))
 
 
 def test_thread_cpu_is_read_per_kind_of_thread():
     import os
     import threading
 
-    from chat.harness import read_thread_cpu, thread_role
+    from chat.lab.harness import read_thread_cpu, thread_role
 
     assert thread_role("chat-reader-12") == "chat-reader" and thread_role("chat-flusher") == "chat-flusher"
     stop = threading.Event()
@@ -206,4 +208,4 @@ def test_thread_cpu_readings_keep_the_last_whole_one_between_the_last_delivery_a
 
 def test_csv_columns_flatten_nested_results():
     run = {"users": 3, "server_cpu_by_thread": {"chat-reader": {"cpu_s": 2.0}}, "latency_samples_ms": [1.0]}
-    assert bench.flatten(run) == {"users": 3, "server_cpu_by_thread.chat-reader.cpu_s": 2.0}
+    assert lab_results.flatten(run) == {"users": 3, "server_cpu_by_thread.chat-reader.cpu_s": 2.0}

@@ -10,7 +10,7 @@ import pytest
 
 from chat import protocol
 from chat.protocol import ChatMessage, Joined, LeaveReason, Left
-from chat.terminal import TerminalSession, python_command
+from chat.reporting.terminal import TerminalSession, python_command
 from tests.helpers import wait_until
 
 PROCESS_TIMEOUT_S = 20

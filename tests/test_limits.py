@@ -7,8 +7,8 @@ import threading
 
 import pytest
 
-from chat.limits import Limits, TokenBucket
-from chat.outbox import Flusher, Outbox
+from chat.tcp.limits import Limits, TokenBucket
+from chat.tcp.outbox import Flusher, Outbox
 from tests.helpers import wait_until
 
 

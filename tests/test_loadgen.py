@@ -6,8 +6,8 @@ import pytest
 
 from array import array
 
-from chat.loadgen import LoadConfig, merge, run_load
-from chat.usergroup import GroupResult, message_text, parse_message_text
+from chat.lab.loadgen import LoadConfig, merge, run_load
+from chat.lab.config import GroupResult, message_text, parse_message_text
 from tests.faulty import FaultyRelay
 
 MESSAGES = 40  # per sender: four of each kind of fault (seq % 10 == 3, 5, 7)

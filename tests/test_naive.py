@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from chat.naive import NaiveServer
+from chat.lab.naive import NaiveServer
 from chat.protocol import ChatMessage, Joined, Unparsed
 
 

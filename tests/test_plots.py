@@ -16,21 +16,22 @@ from pathlib import Path
 import numpy
 import pytest
 
-from chat import bench, plots, report
+from chat.lab import results as lab_results
+from chat.reporting import plots, render
 
-RESULTS_DIR = report.REPORT_DIR / "results"
+RESULTS_DIR = render.REPORT_DIR / "results"
 FIGURE_NAMES = {name for drawings in plots.SCENARIO_FIGURES.values() for name in drawings} | {"ours-vs-textbook"}
 DRAW_TIMEOUT_S = 120
 
 # `python -m chat report`: a fresh process, matplotlib as installed.
 AS_THE_REPORT_DRAWS = """
-    from chat import report
-    report.draw_figures(report.load_results(RESULTS), OUT)
+    from chat.reporting import render
+    render.draw_figures(render.load_results(RESULTS), OUT)
 """
 
 # A notebook: the inline backend with the rcParams it used to set (IPython before matplotlib-inline 0.1.4),
-# a style sheet on top, the figures drawn in another order, each made and saved as chat.lab.figure does
-# (saved with plots.save's defaults; not through lab.figure itself, which would write into report/figures).
+# a style sheet on top, the figures drawn in another order, each made and saved as chat.reporting.plots.show does
+# (saved with plots.save's defaults; not through plots.show itself, which would write into report/figures).
 AS_A_NOTEBOOK_DRAWS = """
     import matplotlib
     import matplotlib.style
@@ -42,28 +43,29 @@ AS_A_NOTEBOOK_DRAWS = """
         "savefig.transparent": True, "savefig.bbox": "tight", "lines.linewidth": 3, "svg.hashsalt": None,
         "path.simplify_threshold": 0.5,
     })
-    from chat import bench, lab, plots
-    results = {path.stem: bench.load(path) for path in RESULTS.glob("*.json")}
+    from chat.lab import results as lab_results
+    from chat.reporting import plots
+    results = {path.stem: lab_results.load(path) for path in RESULTS.glob("*.json")}
     drawings = [(name, lambda draw=draw, scenario=scenario: draw(results[scenario]))
                 for scenario, by_name in plots.SCENARIO_FIGURES.items() for name, draw in by_name.items()]
     drawings.append(("ours-vs-textbook", lambda: plots.ours_vs_textbook(
         results["capacity"], results["latency"], results["slow-consumer"])))
     for name, draw in reversed(drawings):
-        plots.save(lab.figure(name, draw()), OUT / f"{name}.svg")
+        plots.save(plots.show(name, draw()), OUT / f"{name}.svg")
 """
 
 
 def draw_in_a_fresh_process(script: str, out: Path) -> dict[str, bytes]:
     prelude = f"from pathlib import Path\nRESULTS, OUT = Path({str(RESULTS_DIR)!r}), Path({str(out)!r})\n"
     run = subprocess.run([sys.executable, "-c", prelude + textwrap.dedent(script)], capture_output=True, text=True,
-                         timeout=DRAW_TIMEOUT_S, cwd=report.REPORT_DIR.parent,
+                         timeout=DRAW_TIMEOUT_S, cwd=render.REPORT_DIR.parent,
                          env={**os.environ, "CHAT_LAB_SCALE": "quick"})
     assert run.returncode == 0, run.stderr
     return {path.stem: path.read_bytes() for path in out.glob("*.svg")}
 
 
 def committed(name: str) -> dict:
-    return bench.load(RESULTS_DIR / f"{name}.json")
+    return lab_results.load(RESULTS_DIR / f"{name}.json")
 
 
 def texts(axes) -> list[str]:
@@ -104,7 +106,7 @@ def test_plot_cdf_points_are_the_ecdf_at_evenly_spaced_ranks():
 
 
 def test_plot_axes_have_titles_and_labelled_y_axes():
-    figures = [figure for result in report.load_results(RESULTS_DIR).values()
+    figures = [figure for result in render.load_results(RESULTS_DIR).values()
                for figure in plots.figures_for(result).values()]
     figures.append(plots.ours_vs_textbook(committed("capacity"), committed("latency"), committed("slow-consumer")))
     for figure in figures:
@@ -158,9 +160,9 @@ def test_plot_of_slow_consumer_shows_the_window_and_the_whole_run():
     slow = with_window(committed("slow-consumer"))
     latency, lost = plots.slow_consumer(slow).axes
     window, whole = latency.containers
-    ours_stalled = bench.matching(slow["runs"], server="ours", stalled_users=1)
-    assert window.patches[1].get_height() == bench.median_of(ours_stalled, "latency_window_ms.p99")
-    assert whole.patches[1].get_height() == bench.median_of(ours_stalled, "latency_ms.p99")
+    ours_stalled = lab_results.matching(slow["runs"], server="ours", stalled_users=1)
+    assert window.patches[1].get_height() == lab_results.median_of(ours_stalled, "latency_window_ms.p99")
+    assert whole.patches[1].get_height() == lab_results.median_of(ours_stalled, "latency_ms.p99")
     assert any("first 1 s" in text for text in legend_texts(latency.get_legend()))
     assert texts(lost)[:2] == ["0", "0"]
 
@@ -187,9 +189,9 @@ def test_the_committed_figures_are_drawn_from_the_committed_results(tmp_path):
     """The report's figures can't drift from its numbers: redrawn from report/results, they are the same bytes."""
     import matplotlib
 
-    report.draw_figures(report.load_results(RESULTS_DIR), tmp_path)
+    render.draw_figures(render.load_results(RESULTS_DIR), tmp_path)
     for name in sorted(FIGURE_NAMES):
-        committed = (report.REPORT_DIR / "figures" / f"{name}.svg").read_bytes()
+        committed = (render.REPORT_DIR / "figures" / f"{name}.svg").read_bytes()
         if f"Matplotlib v{matplotlib.__version__},".encode() not in committed:
             pytest.skip("the committed figures were drawn by another matplotlib version")
         assert (tmp_path / f"{name}.svg").read_bytes() == committed, name

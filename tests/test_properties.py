@@ -12,8 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from chat import protocol
+from chat.protocol import framing
 from chat.protocol import ChatMessage, LineDecoder, LineTooLong, PrivateMessage, Reply
-from chat.server import ChatServer
+from chat.tcp.server import ChatServer
 from tests.helpers import RawClient, wait_until
 
 # -- the decoder -------------------------------------------------------------------------------
@@ -50,7 +51,7 @@ def test_any_chunking_decodes_to_the_same_lines(stream_and_chunks, limit):
 @given(st.text())
 def test_sanitized_text_has_no_control_characters_and_is_stable(text):
     clean = protocol.sanitize_text(text)
-    assert not protocol._UNSAFE_CHAR.search(clean)
+    assert not framing._UNSAFE_CHAR.search(clean)
     assert protocol.sanitize_text(clean) == clean
 
 

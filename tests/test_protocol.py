@@ -207,7 +207,7 @@ def test_different_names_have_different_keys(one, other):
 
 
 def test_lookalike_table_maps_each_character_once():
-    from chat import names
+    from chat.protocol import names
 
     for sources, targets in names._LOOKALIKE_PAIRS.items():
         assert len(sources) == len(targets) == len(set(sources))

@@ -8,29 +8,31 @@ from pathlib import Path
 
 import pytest
 
-from chat import report, reporttables, reporttext
+from chat.reporting import render
+from chat.reporting import facts, numbers, templates
+from chat.reporting import tables as report_tables
 
-ROOT = report.REPORT_DIR.parent
+ROOT = render.REPORT_DIR.parent
 LINK = re.compile(r"\]\(([^)\s]+)\)")
 PLACEHOLDER_NAMES = re.compile(r"\{\{\s*(.+?)\s*\}\}")
 
 
 def committed_results() -> dict:
-    return report.load_results(report.REPORT_DIR / "results")
+    return render.load_results(render.REPORT_DIR / "results")
 
 
-@pytest.mark.parametrize("language", list(report.LANGUAGES))
+@pytest.mark.parametrize("language", list(render.LANGUAGES))
 def test_committed_report_is_its_template_rendered_with_the_committed_results(language):
-    template, target = report.LANGUAGES[language]
-    rendered = report.render(template, committed_results(), language, report.REPORT_DIR)
-    committed = (report.REPORT_DIR / target).read_text(encoding="utf-8")
+    template, target = render.LANGUAGES[language]
+    rendered = render.render(template, committed_results(), language, render.REPORT_DIR)
+    committed = (render.REPORT_DIR / target).read_text(encoding="utf-8")
     assert committed == rendered, f"report/{target} is stale: run `python -m chat report --render-only`"
 
 
 def test_readme_performance_section_is_generated_from_the_same_results():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    section = readme.split(report.PERFORMANCE_START, 1)[1].split(report.PERFORMANCE_END, 1)[0]
-    assert section.strip("\n") == report.performance_section(committed_results())
+    section = readme.split(render.PERFORMANCE_START, 1)[1].split(render.PERFORMANCE_END, 1)[0]
+    assert section.strip("\n") == render.performance_section(committed_results())
 
 
 @pytest.mark.parametrize("document", ["report/README.md", "report/README.ru.md", "README.md"])
@@ -43,28 +45,28 @@ def test_every_file_and_figure_a_document_links_to_exists(document):
 
 
 def test_both_languages_quote_the_same_facts_tables_and_listings():
-    english, russian = ((report.REPORT_DIR / template).read_text(encoding="utf-8")
-                        for template, _ in report.LANGUAGES.values())
+    english, russian = ((render.REPORT_DIR / template).read_text(encoding="utf-8")
+                        for template, _ in render.LANGUAGES.values())
     assert sorted(PLACEHOLDER_NAMES.findall(english)) == sorted(PLACEHOLDER_NAMES.findall(russian))
 
 
 @pytest.mark.parametrize("document", ["README.md", "README.ru.md"])
 def test_every_figure_is_in_both_reports(document):
-    text = (report.REPORT_DIR / document).read_text(encoding="utf-8")
-    figures = sorted((report.REPORT_DIR / "figures").glob("*.svg"))
+    text = (render.REPORT_DIR / document).read_text(encoding="utf-8")
+    figures = sorted((render.REPORT_DIR / "figures").glob("*.svg"))
     assert figures, "report/figures has no figures"
     for figure in figures:
         assert f"](figures/{figure.name})" in text, f"report/{document} does not show figures/{figure.name}"
 
 
 def test_both_templates_show_the_same_figures():
-    english, russian = (set(re.findall(r"\]\((figures/[^)]+)\)", (report.REPORT_DIR / template).read_text(encoding="utf-8")))
-                        for template, _ in report.LANGUAGES.values())
+    english, russian = (set(re.findall(r"\]\((figures/[^)]+)\)", (render.REPORT_DIR / template).read_text(encoding="utf-8")))
+                        for template, _ in render.LANGUAGES.values())
     assert english == russian
 
 
 def test_every_target_has_a_russian_name():
-    from chat.reporttables import TARGET_NAMES
+    from chat.reporting.tables import TARGET_NAMES
 
     for result in committed_results().values():
         for target in result.get("targets", []):
@@ -78,7 +80,7 @@ def test_every_target_has_a_russian_name():
 ])
 def test_summary_writes_integers_as_integers(value, limit, shown_value, shown_limit):
     results = {"demo": {"targets": [{"name": "n", "value": value, "relation": "<=", "limit": limit, "met": True}]}}
-    row = reporttables.targets(results, "en").splitlines()[-1]
+    row = report_tables.targets(results, "en").splitlines()[-1]
     assert f"| {shown_value} | <= {shown_limit} |" in row
 
 
@@ -88,18 +90,18 @@ def test_older_results_without_the_newer_keys_render_as_not_measured():
     results["slow-consumer"] = {**slow, "runs": [{key: value for key, value in run.items()
                                                   if key not in ("window_s", "latency_window_ms")} for run in slow["runs"]]}
     results["robustness"] = {"scenario": "robustness", "tests": 43, "passed": 43, "failed": 0}
-    facts = reporttext.facts(results)
-    assert facts["slow"]["p99_window_ratio"] is None and facts["robustness"]["bad_inputs"] is None
-    for language, (template, _) in report.LANGUAGES.items():
-        text = report.render(template, results, language, report.REPORT_DIR)
-        assert "{{" not in text and reporttext.NOT_MEASURED[language] in text
+    found = facts.facts(results)
+    assert found["slow"]["p99_window_ratio"] is None and found["robustness"]["bad_inputs"] is None
+    for language, (template, _) in render.LANGUAGES.items():
+        text = render.render(template, results, language, render.REPORT_DIR)
+        assert "{{" not in text and numbers.NOT_MEASURED[language] in text
 
 
 @pytest.mark.timeout(600)  # the first test to ask for `stored` runs every quick scenario
 def test_a_report_renders_from_fresh_quick_results(stored, tmp_path):
     shutil.copytree(stored, tmp_path / "results")
     (tmp_path / "session.txt").write_text("(no session in this test)\n", encoding="utf-8")
-    written = report.generate(tmp_path, "quick", measure=False)
+    written = render.generate(tmp_path, "quick", measure=False)
     assert {path.name for path in written} >= {"README.md", "README.ru.md", "throughput-vs-clients.svg"}
     for name in ("README.md", "README.ru.md"):
         text = (tmp_path / name).read_text(encoding="utf-8")
@@ -109,7 +111,7 @@ def test_a_report_renders_from_fresh_quick_results(stored, tmp_path):
 
 def test_an_unknown_fact_is_an_error_not_a_gap():
     with pytest.raises(KeyError, match="no.such"):
-        reporttext.render("{{ no.such | int }}", {"results": {}, "facts": {}}, "en", Path("."))
+        templates.render("{{ no.such | int }}", {"results": {}, "facts": {}}, "en", Path("."))
 
 
 @pytest.mark.parametrize("value, kind, english, russian", [
@@ -123,27 +125,27 @@ def test_an_unknown_fact_is_an_error_not_a_gap():
     (None, "int", "n/a", "нет данных"),
 ])
 def test_numbers_are_written_the_way_each_language_writes_them(value, kind, english, russian):
-    assert reporttext.format_fact(value, kind, "en") == english
-    assert reporttext.format_fact(value, kind, "ru") == russian
+    assert numbers.format_fact(value, kind, "en") == english
+    assert numbers.format_fact(value, kind, "ru") == russian
 
 
 def test_listings_are_the_source_as_it_is():
-    block = reporttext.listing("chat/server.py", "ChatServer.broadcast")
-    source = (ROOT / "chat/server.py").read_text(encoding="utf-8")
+    block = templates.listing("chat.tcp.server:ChatServer.broadcast")
+    source = (ROOT / "chat/tcp/server.py").read_text(encoding="utf-8")
     body = block.split("\n", 2)[2].rsplit("\n```", 1)[0]
     assert body.splitlines()[0] == "def broadcast(self, payload: bytes, exclude: Session | None = None) -> int:"
     assert all(line.strip() in source for line in body.splitlines())
 
 
 def test_listing_captions_are_in_the_report_language():
-    english = reporttext.listing("chat/server.py", "ChatServer.broadcast").splitlines()[1]
-    russian = reporttext.listing("chat/server.py", "ChatServer.broadcast", "ru").splitlines()[1]
-    assert re.fullmatch(r"# chat/server\.py, lines \d+\u2013\d+", english)
-    assert re.fullmatch(r"# chat/server\.py, строки \d+\u2013\d+", russian)
+    english = templates.listing("chat.tcp.server:ChatServer.broadcast").splitlines()[1]
+    russian = templates.listing("chat.tcp.server:ChatServer.broadcast", "ru").splitlines()[1]
+    assert re.fullmatch(r"# chat/tcp/server\.py, lines \d+\u2013\d+", english)
+    assert re.fullmatch(r"# chat/tcp/server\.py, строки \d+\u2013\d+", russian)
 
 
 def test_the_session_transcript_is_a_real_session():
-    from chat.transcript import USERS, capture_session
+    from chat.reporting.transcript import USERS, capture_session
 
     transcript = capture_session()
     for name in USERS:

@@ -15,7 +15,7 @@ import time
 import pytest
 
 from chat import protocol
-from chat.harness import ProcessSampler
+from chat.lab.harness import ProcessSampler
 from chat.protocol import ChatMessage, Error, Joined, LeaveReason, Left
 from tests.helpers import RawClient, wait_until
 

@@ -14,7 +14,7 @@ from chat.protocol import (
     Action, ChatMessage, Error, Joined, LeaveReason, Left, PrivateMessage, PrivateSent,
     Renamed, Reply, ServerClosing,
 )
-from chat.server import ChatServer
+from chat.tcp.server import ChatServer
 from tests.helpers import wait_until
 
 
@@ -377,7 +377,7 @@ def test_a_connection_whose_threads_cannot_start_is_contained(start_server, raw_
     server = start_server()
     errors = []
     monkeypatch.setattr(server, "handle_error", lambda session, exc: errors.append(exc))
-    from chat import session as session_module
+    from chat.tcp import session as session_module
 
     original = session_module.Session.start
     calls = []
@@ -428,7 +428,7 @@ def test_a_connection_whose_reader_cannot_start_leaves_no_writer_behind(start_se
     server = start_server()
     errors = []
     monkeypatch.setattr(server, "handle_error", lambda session, exc: errors.append(exc))
-    from chat import session as session_module
+    from chat.tcp import session as session_module
 
     original = session_module.Session.start
     failed = []

@@ -11,9 +11,9 @@ import pytest
 from chat import protocol
 from chat.clientbase import Disconnected, NameRefused
 from chat.protocol import Action, ChatMessage, Error, Joined, LeaveReason, Left, PrivateMessage, Renamed, Reply
-from chat.stats import SequenceTracker
-from chat.terminal import python_command
-from chat import netloss
+from chat.protocol import SequenceTracker
+from chat.reporting.terminal import python_command
+from chat.lab import netloss
 from chat.udp import Faults, UDPChatServer, connect
 from tests.helpers import wait_until
 
@@ -330,8 +330,8 @@ def test_packet_loss_rules_are_added_for_one_port_and_always_removed():
 
 
 def test_simulated_users_who_only_listen_keep_their_membership_with_heartbeats(start_udp, monkeypatch):
-    from chat.loadgen import LoadConfig, run_load
-    from chat.udpgroup import UDPUserGroup
+    from chat.lab.loadgen import LoadConfig, run_load
+    from chat.lab.udpgroup import UDPUserGroup
 
     monkeypatch.setattr(UDPUserGroup, "heartbeat_s", 0.2)
     server = start_udp(member_timeout_s=1.0)

@@ -14,20 +14,18 @@ would be the first thing measured.  ``max_clients`` is raised for 1000 users.
 
 from __future__ import annotations
 
-import csv
-import json
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
-from pathlib import Path
 
-from chat import netloss
-from chat.harness import ProcessSampler, ServerProcess, cpu_used_between, machine_info, read_thread_cpu
-from chat.limits import Limits
-from chat.loadgen import LoadConfig, LoadResult, run_load
-from chat.netloss import PacketLoss
-from chat.stats import subsample
+from chat.lab import netloss
+from chat.lab.harness import ProcessSampler, ServerProcess, cpu_used_between, machine_info, read_thread_cpu
+from chat.tcp.limits import Limits
+from chat.lab.loadgen import LoadConfig, LoadResult, run_load
+from chat.lab.netloss import PacketLoss
+from chat.lab.results import median_of, total_of
+from chat.lab.stats import subsample
 
 OURS_OPTIONS = {"rate_lines_per_s": 0, "max_clients": 2000}
 NAIVE_OPTIONS: dict = {}
@@ -420,7 +418,7 @@ def ceiling(mode: Mode, step: Step | None = None) -> dict:
 
 def soak(mode: Mode, step: Step | None = None, seconds: float | None = None) -> dict:
     """A long mixed load with churn (see :mod:`chat.soak`): no loss, no growth."""
-    from chat.soak import run_soak
+    from chat.lab.soak import run_soak
 
     seconds = seconds or (10.0 if mode is QUICK else 60.0)
     report = run_soak(seconds, step=step)
@@ -491,35 +489,6 @@ SCENARIOS: dict[str, Callable[..., dict]] = {
 # -- results --------------------------------------------------------------------------------
 
 
-def value_of(run: dict, path: str):
-    """``value_of(run, "latency_ms.p99.9")``: a value, or one inside a dict (split at the first dot)."""
-    key, _, inner = path.partition(".")
-    return run[key][inner] if inner else run[key]
-
-
-def matching(runs: list[dict], **match) -> list[dict]:
-    return [run for run in runs if all(run.get(key) == value for key, value in match.items())]
-
-
-def median_of(runs: list[dict], path: str, **match) -> float:
-    """The median of a value over the runs that match (the middle one for an odd count)."""
-    values = sorted(value_of(run, path) for run in matching(runs, **match))
-    if not values:
-        raise KeyError(f"no run matches {match}")
-    middle = len(values) // 2
-    return values[middle] if len(values) % 2 else (values[middle - 1] + values[middle]) / 2
-
-
-def total_of(runs: list[dict], path: str, **match) -> float:
-    return sum(value_of(run, path) for run in matching(runs, **match))
-
-
-def lost_share(runs: list[dict], **match) -> float | None:
-    """Messages lost over all the matching runs, as a share of those expected (None if none were)."""
-    expected = total_of(runs, "expected", **match)
-    return total_of(runs, "lost", **match) / expected if expected else None
-
-
 def _pick(runs: list[dict], server: str, **match) -> dict:
     for run in runs:
         if run["server"] == server and all(run.get(key) == value for key, value in match.items()):
@@ -556,39 +525,3 @@ def run_scenario(name: str, mode: str = "quick", step: Step | None = None, **opt
     if name not in SCENARIOS:
         raise KeyError(f"unknown scenario {name!r}; choose from {', '.join(SCENARIOS)}")
     return SCENARIOS[name](MODES[mode], step, **options)
-
-
-def save(result: dict, out_dir: Path, write_csv: bool = False) -> list[Path]:
-    """Write ``SCENARIO.json`` (and ``SCENARIO.csv``) under ``out_dir``."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"{result['scenario']}.json"
-    path.write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    written = [path]
-    if write_csv:
-        csv_path = out_dir / f"{result['scenario']}.csv"
-        with csv_path.open("w", newline="", encoding="utf-8") as handle:
-            rows = [flatten(run) for run in result["runs"] or result.get("soak", {}).get("windows", [])]
-            columns = list(dict.fromkeys(column for row in rows for column in row))  # every row's, in order
-            writer = csv.DictWriter(handle, fieldnames=columns, restval="")
-            writer.writeheader()
-            writer.writerows(rows)
-        written.append(csv_path)
-    return written
-
-
-def load(path: Path) -> dict:
-    return json.loads(Path(path).read_text(encoding="utf-8"))
-
-
-def flatten(run: dict) -> dict:
-    """One run as flat columns (for CSV): nested dicts get dotted names, samples are left out."""
-    flat = {}
-    for key, value in run.items():
-        if key in ("latency_samples_ms", "per_sender"):
-            continue
-        if isinstance(value, dict):
-            for inner, inner_value in flatten(value).items():
-                flat[f"{key}.{inner}"] = inner_value
-        else:
-            flat[key] = value
-    return flat

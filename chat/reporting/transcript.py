@@ -11,7 +11,7 @@ from __future__ import annotations
 import signal
 import subprocess
 
-from chat.terminal import TerminalSession, python_command
+from chat.reporting.terminal import TerminalSession, python_command
 
 USERS = ("Алиса", "bob", "carol", "Дмитрий")
 COLUMNS, LINES = 78, 24

@@ -13,33 +13,21 @@ The notebooks narrate; this module and the rest of the package compute.
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import os
 import socket
 import struct
-import termios
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
-from chat import bench, plots, protocol
-from chat.client import ChatClient, connect
+from chat import protocol
+from chat.lab import bench
+from chat.lab import results as lab_results
+from chat.lab.scale import REPORT_DIR, scale
 from chat.protocol import ChatMessage, Joined, Left
-from chat.server import ChatServer, ServerStats
+from chat.tcp.client import ChatClient, connect
+from chat.tcp.server import ChatServer, ServerStats
 
-SCALE_VARIABLE = "CHAT_LAB_SCALE"
-SCALES = ("quick", "full")
-REPORT_DIR = Path(__file__).resolve().parent.parent / "report"  # the repository's, with the editable install
 SOCKET_TIMEOUT_S = 5.0
 MAX_STALLED_MESSAGES = 10_000  # far more than any queue and kernel buffer hold: the stalled user is gone first
-
-
-def scale() -> str:
-    """``quick`` or ``full``, from the environment (default ``quick``)."""
-    value = os.environ.get(SCALE_VARIABLE, "quick").strip().lower()
-    if value not in SCALES:
-        raise ValueError(f"{SCALE_VARIABLE} is 'quick' or 'full', not {value!r}")
-    return value
 
 
 def results(scenario: str) -> dict:
@@ -48,17 +36,10 @@ def results(scenario: str) -> dict:
         return bench.run_scenario(scenario, "quick")
     stored = REPORT_DIR / "results" / f"{scenario}.json"
     if stored.exists():
-        return bench.load(stored)
+        return lab_results.load(stored)
     result = bench.run_scenario(scenario, "full")
-    bench.save(result, stored.parent)
+    lab_results.save(result, stored.parent)
     return result
-
-
-def figure(name: str, drawing):
-    """Show a figure; at full scale also save it as ``report/figures/NAME.svg``."""
-    if scale() == "full" and REPORT_DIR.is_dir():
-        plots.save(drawing, REPORT_DIR / "figures" / f"{name}.svg")
-    return drawing
 
 
 # -- small demonstrations with real sockets --------------------------------------------------
@@ -86,6 +67,9 @@ def wait_for_bytes(sock: socket.socket, count: int, timeout_s: float = SOCKET_TI
 
 
 def _bytes_waiting(sock: socket.socket) -> int:
+    import fcntl  # POSIX only: imported here so that the module (and every notebook) imports on Windows
+    import termios
+
     return struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0" * 4))[0]
 
 

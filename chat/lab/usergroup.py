@@ -14,74 +14,19 @@ does not quietly lower the offered load (no coordinated omission).
 
 from __future__ import annotations
 
-import functools
 import heapq
 import selectors
 import socket
-import time
 from array import array
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from chat import protocol
-from chat.stats import SequenceTracker
-
-if TYPE_CHECKING:
-    from chat.loadgen import LoadConfig
+from chat.lab.config import GroupPlan, GroupResult, PairCount, message_text, now_ns, parse_message_text
+from chat.protocol import SequenceTracker
 
 RECV_BYTES = 256 * 1024
 SELECT_MAX_FD = 1000  # select() handles descriptors below FD_SETSIZE (1024) only
 PRECISE_USERS = 100  # up to this many users a group waits with select(), beyond with epoll
 STALLED_RCVBUF_BYTES = 4096  # a user that never reads also advertises a tiny window
-PAD_CHARS = {"ascii": "x", "cyrillic": "ю"}
-
-
-def now_ns() -> int:
-    """The clock every timestamp uses.  CLOCK_MONOTONIC is system-wide on Linux,
-    so a time taken in one process can be compared with a time taken in another."""
-    return time.monotonic_ns()
-
-
-def message_text(seq: int, scheduled_ns: int, size_bytes: int, alphabet: str = "cyrillic") -> str:
-    """The text of a load message: ``SEQ SCHEDULED_NS PADDING``, about ``size_bytes`` in UTF-8.
-
-    >>> message_text(7, 123, 20, "ascii")
-    '7 123 xxxxxxxxxxxxxx'
-    """
-    head = f"{seq} {scheduled_ns} "
-    return head + _padding(size_bytes, alphabet, len(head))
-
-
-@functools.lru_cache(maxsize=256)
-def _padding(size_bytes: int, alphabet: str, head_chars: int) -> str:
-    pad = PAD_CHARS[alphabet]
-    return pad * max(1, (size_bytes - head_chars) // len(pad.encode()))
-
-
-def parse_message_text(text: str, size_bytes: int, alphabet: str) -> tuple[int, int] | None:
-    """``(seq, scheduled_ns)`` if ``text`` is exactly a load message, else None.
-
-    Every part is checked against what :func:`message_text` would have made,
-    so a fragment of a message cut by a server that splits lines can't pass
-    for a message.
-
-    >>> parse_message_text(message_text(7, 123, 20, "ascii"), 20, "ascii")
-    (7, 123)
-    >>> parse_message_text("7 123 xxx", 20, "ascii") is None
-    True
-    """
-    seq, _, rest = text.partition(" ")
-    scheduled, _, padding = rest.partition(" ")
-    if not (_is_number(seq) and _is_number(scheduled)):
-        return None
-    if padding != _padding(size_bytes, alphabet, len(seq) + len(scheduled) + 2):
-        return None
-    return int(seq), int(scheduled)
-
-
-def _is_number(text: str) -> bool:
-    """Digits as str(int) writes them: no sign, no leading zero."""
-    return text.isascii() and text.isdigit() and (text[0] != "0" or text == "0")
 
 
 def _precise_selector(users: list) -> selectors.BaseSelector:
@@ -97,7 +42,7 @@ def _precise_selector(users: list) -> selectors.BaseSelector:
     return selectors.DefaultSelector()
 
 
-def _welcomed(name: str, events: list) -> bool:
+def welcomed(name: str, events: list) -> bool:
     """True if ``events`` hold the welcome; ConnectionError if they hold a refusal."""
     for event in events:
         if isinstance(event, protocol.Error):
@@ -107,52 +52,9 @@ def _welcomed(name: str, events: list) -> bool:
     return False
 
 
-@dataclass
-class GroupPlan:
-    """What one group does: the load's settings, this group's users, and which of them send."""
+class SimulatedUser:
+    """One simulated user: its socket, what it received (with arrival times), and what it has to send."""
 
-    address: tuple
-    load: LoadConfig
-    names: list[str]
-    sender_slots: list[int | None]  # per user: its index among all senders, or None
-    stalled: list[bool]  # per user: registers, then never reads
-    sender_names: frozenset[str] = frozenset()  # every sender of this load; others' messages are foreign
-    line_starts: tuple[bytes, ...] = (b"<",)  # how this load's chat lines start (a name prefix no one else uses)
-
-    @functools.cached_property  # read for every scheduled message
-    def senders_total(self) -> int:
-        """Senders in the whole load, every group's and any outside the generator."""
-        return self.load.sender_count + self.load.external_senders
-
-
-@dataclass
-class PairCount:
-    """What one receiver got from one sender."""
-
-    delivered: int = 0
-    duplicated: int = 0
-    out_of_order: int = 0
-
-
-@dataclass
-class GroupResult:
-    """Everything a group measured, ready to be merged with other groups'."""
-
-    sent: dict[str, int] = field(default_factory=dict)  # per sender
-    pairs: dict[tuple[str, str], PairCount] = field(default_factory=dict)  # (receiver, sender)
-    latencies_us: array = field(default_factory=lambda: array("d"))
-    sent_at_ns: array = field(default_factory=lambda: array("q"))  # each latency's send time (keep_send_times only)
-    send_lag_us: array = field(default_factory=lambda: array("d"))
-    garbled: int = 0  # lines that were not a whole load message
-    foreign: int = 0  # chat messages from users outside this load (they are not counted)
-    receivers: int = 0
-    receivers_closed: list[str] = field(default_factory=list)  # the server closed them
-    first_delivery_ns: int = 0
-    last_delivery_ns: int = 0
-    timed_out: bool = False
-
-
-class _User:
     __slots__ = ("name", "sock", "slot", "stalled", "chunks", "ends_line", "out",
                  "next_seq", "closed", "sent")
 
@@ -170,16 +72,29 @@ class UserGroup:
     """Connects, registers and drives a list of simulated users.
 
     Methods for the caller: ``connect()``, then ``run(start_ns)``, then ``collect()``.
+
+    Methods a transport overrides (:class:`~chat.lab.udpgroup.UDPUserGroup` does,
+    for UDP), the way a :mod:`socketserver` handler overrides ``handle``:
+
+    - ``register(name, slot, stalled)``: connect one user and wait for its welcome;
+    - ``append_line(user, line)``: add one line to what the user will send;
+    - ``send_some(user, selector)``: write what the socket takes; True if anything went;
+    - ``receive(user, selector)``: read what arrived; True if anything did;
+    - ``send_due(selector, now)``: queue what is due and write it (a transport adds its heartbeats here).
+
+    And what such an override may call: ``store(user, arrived_ns, data)`` keeps
+    received bytes for the analysis, ``done_sending(user)`` says a user has
+    nothing more to write.
     """
 
     def __init__(self, plan: GroupPlan) -> None:
         self.plan = plan
-        self.users: list[_User] = []
+        self.users: list[SimulatedUser] = []
         self._lag_us = array("d")
         self._timed_out = False
         self._received_lines = 0  # chat lines received by the whole group: when to stop
         self._received_any_lines = 0  # lines of any kind: what the window of bursts waits for
-        self._sending: set[_User] = set()  # users with bytes waiting to go out
+        self._sending: set[SimulatedUser] = set()  # users with bytes waiting to go out
         self._schedule: list = []
         self._unsent = 0
         self._buffer = bytearray(RECV_BYTES)  # reused by every read: no allocation per recv
@@ -190,9 +105,9 @@ class UserGroup:
     def connect(self) -> None:
         """Connect and register every user; raises if the server refuses one."""
         for name, slot, stalled in zip(self.plan.names, self.plan.sender_slots, self.plan.stalled):
-            self.users.append(self._register(name, slot, stalled))
+            self.users.append(self.register(name, slot, stalled))
 
-    def _register(self, name: str, slot: int | None, stalled: bool) -> _User:
+    def register(self, name: str, slot: int | None, stalled: bool) -> SimulatedUser:
         sock = socket.socket(socket.AF_INET6 if ":" in self.plan.address[0] else socket.AF_INET)
         if stalled:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, STALLED_RCVBUF_BYTES)
@@ -200,14 +115,14 @@ class UserGroup:
         sock.connect(self.plan.address)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.sendall(protocol.encode_line(name))
-        user = _User(name, sock, slot, stalled)
+        user = SimulatedUser(name, sock, slot, stalled)
         decoder = protocol.LineDecoder(1 << 20)
         while True:
             data = sock.recv(RECV_BYTES)
             if not data:
                 raise ConnectionError(f"{name}: the server closed the connection before welcoming")
-            self._store(user, now_ns(), data)  # kept like everything else: the analysis skips replies
-            if _welcomed(name, [protocol.parse_event(line) for line in decoder.feed(data) if type(line) is str]):
+            self.store(user, now_ns(), data)  # kept like everything else: the analysis skips replies
+            if welcomed(name, [protocol.parse_event(line) for line in decoder.feed(data) if type(line) is str]):
                 sock.setblocking(False)
                 return user
 
@@ -233,7 +148,7 @@ class UserGroup:
                 now = now_ns()
                 if load.rate_per_s is None:
                     self._unsent -= self._queue_burst(senders, now)
-                if self._send_due(selector, now):
+                if self.send_due(selector, now):
                     last_progress = now  # before the idle check: a stall of our own is not the server's
                 all_sent = self._unsent == 0 and not self._sending
                 if all_sent and load.stop_when_complete and self._received_lines >= expected:
@@ -257,13 +172,13 @@ class UserGroup:
             if not user.stalled
         )
 
-    def _send_due(self, selector: selectors.BaseSelector, now: int) -> bool:
+    def send_due(self, selector: selectors.BaseSelector, now: int) -> bool:
         """Queue the messages whose time has come and write what the sockets take."""
         if self._schedule and self._schedule[0][0] <= now:
             self._unsent -= self._queue_due(self._schedule, now)
         return self._flush(selector)
 
-    def _make_schedule(self, senders: list[_User], start_ns: int) -> list[tuple[int, int, _User]]:
+    def _make_schedule(self, senders: list[SimulatedUser], start_ns: int) -> list[tuple[int, int, SimulatedUser]]:
         """Open loop: a heap of (time the next message is due, slot, user).
 
         Sender ``slot`` sends message k at ``start + (slot / S + k) * interval``, so
@@ -277,7 +192,7 @@ class UserGroup:
         heapq.heapify(schedule)
         return schedule
 
-    def _due_ns(self, user: _User) -> int:
+    def _due_ns(self, user: SimulatedUser) -> int:
         slot_offset = user.slot / self.plan.senders_total
         return int(self._start_ns + (slot_offset + user.next_seq) * self._interval_ns)
 
@@ -296,7 +211,7 @@ class UserGroup:
                 heapq.heappush(schedule, (self._due_ns(user), slot, user))
         return queued
 
-    def _queue_burst(self, senders: list[_User], now: int) -> int:
+    def _queue_burst(self, senders: list[SimulatedUser], now: int) -> int:
         """Closed loop: each sender's burst k goes out once the group has received burst k - window.
 
         "Received" counts lines of any kind, so a server that merges messages
@@ -321,23 +236,27 @@ class UserGroup:
             queued += count
         return queued
 
-    def _queue(self, user: _User, scheduled_ns: int) -> None:
+    def _queue(self, user: SimulatedUser, scheduled_ns: int) -> None:
         text = message_text(user.next_seq, scheduled_ns, self.plan.load.message_bytes, self.plan.load.alphabet)
-        self._append(user, protocol.format_command(protocol.Say(text)))
+        self.append_line(user, protocol.format_command(protocol.Say(text)))
         user.next_seq += 1
         self._sending.add(user)
 
-    def _append(self, user: _User, line: str) -> None:
+    def append_line(self, user: SimulatedUser, line: str) -> None:
         """Add one line to what ``user`` will write (over TCP: to its byte stream)."""
         user.out += protocol.encode_line(line)
+
+    def done_sending(self, user: SimulatedUser) -> None:
+        """``user`` has nothing left to write (until its next message is queued)."""
+        self._sending.discard(user)
 
     def _flush(self, selector: selectors.BaseSelector) -> bool:
         progress = False
         for user in list(self._sending):
-            progress |= self._send_some(user, selector)
+            progress |= self.send_some(user, selector)
         return progress
 
-    def _send_some(self, user: _User, selector: selectors.BaseSelector) -> bool:
+    def send_some(self, user: SimulatedUser, selector: selectors.BaseSelector) -> bool:
         if user.closed:
             self._sending.discard(user)
             return False
@@ -361,16 +280,16 @@ class UserGroup:
     def _receive_ready(self, selector: selectors.BaseSelector, timeout_s: float) -> bool:
         progress = False
         for key, events in selector.select(timeout_s):
-            user: _User = key.data
+            user: SimulatedUser = key.data
             if events & selectors.EVENT_WRITE:
-                progress |= self._send_some(user, selector)
+                progress |= self.send_some(user, selector)
             if events & selectors.EVENT_READ and not user.closed:
-                progress |= self._receive(user, selector)
+                progress |= self.receive(user, selector)
             if self._schedule and self._schedule[0][0] <= now_ns():  # don't send late while reading
-                progress |= self._send_due(selector, now_ns())
+                progress |= self.send_due(selector, now_ns())
         return progress
 
-    def _receive(self, user: _User, selector: selectors.BaseSelector) -> bool:
+    def receive(self, user: SimulatedUser, selector: selectors.BaseSelector) -> bool:
         try:
             size = user.sock.recv_into(self._buffer)
         except BlockingIOError:
@@ -380,10 +299,10 @@ class UserGroup:
         if not size:
             self._close(user, selector)
             return False
-        self._store(user, now_ns(), self._view[:size].tobytes())
+        self.store(user, now_ns(), self._view[:size].tobytes())
         return True
 
-    def _store(self, user: _User, arrived_ns: int, data: bytes) -> None:
+    def store(self, user: SimulatedUser, arrived_ns: int, data: bytes) -> None:
         user.chunks.append((arrived_ns, data))
         # This load's chat lines start with "<" and its name prefix: counting them needs no parsing.
         for start in self.plan.line_starts:
@@ -391,7 +310,7 @@ class UserGroup:
         self._received_any_lines += data.count(b"\n")
         user.ends_line = data[-1:] == b"\n"
 
-    def _close(self, user: _User, selector: selectors.BaseSelector) -> None:
+    def _close(self, user: SimulatedUser, selector: selectors.BaseSelector) -> None:
         if user.closed:
             return
         user.closed = True
@@ -419,7 +338,7 @@ class UserGroup:
             self._analyze(user, result)
         return result
 
-    def _analyze(self, user: _User, result: GroupResult) -> None:
+    def _analyze(self, user: SimulatedUser, result: GroupResult) -> None:
         decoder = protocol.LineDecoder(1 << 20)
         load = self.plan.load
         size, alphabet, messages = load.message_bytes, load.alphabet, load.messages

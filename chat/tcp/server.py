@@ -28,13 +28,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from chat import protocol
-from chat.limits import Limits
-from chat.outbox import Flusher
+from chat.tcp.limits import Limits
+from chat.tcp.outbox import Flusher
 from chat.protocol import (
     Action, Error, Joined, LeaveReason, Left, LineTooLong, PrivateMessage,
     PrivateSent, Renamed, Reply, ServerClosing,
 )
-from chat.session import Session
+from chat.tcp.session import Session
 
 log = logging.getLogger(__name__)
 

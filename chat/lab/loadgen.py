@@ -1,6 +1,6 @@
 """The load generator: N simulated users, S of them sending M messages each.
 
->>> from chat.loadgen import LoadConfig, run_load                    # doctest: +SKIP
+>>> from chat.lab.loadgen import LoadConfig, run_load                    # doctest: +SKIP
 >>> result = run_load(server.server_address, LoadConfig(users=50, messages=200, rate_per_s=500))
 >>> result.lost, result.latency_ms["p99"]
 (0, 0.61)
@@ -29,63 +29,22 @@ from __future__ import annotations
 
 import dataclasses
 import multiprocessing
+import multiprocessing.connection
 import threading
 import time
-from array import array
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from chat import stats
-from chat.usergroup import GroupPlan, GroupResult, PairCount, UserGroup, now_ns
+from chat.lab import stats
+from chat.lab.config import GroupPlan, GroupResult, LoadConfig, PairCount, now_ns
+from chat.lab.udpgroup import UDPUserGroup
+from chat.lab.usergroup import UserGroup
 
 START_LEAD_S = 0.2  # groups learn the start time this long before it comes
 RESULT_MARGIN_S = 60.0  # time allowed to parse and return results after a run
 KEEP_SAMPLES = 20_000  # latency samples kept in a result for plots (percentiles use all)
 
 Progress = Callable[[float, float], None]  # (seconds elapsed, seconds expected)
-
-
-@dataclass(frozen=True)
-class LoadConfig:
-    """One load: who connects, who sends, how much and how fast."""
-
-    users: int = 10
-    senders: int | None = None  # default: every user that is not stalled
-    messages: int = 100  # per sender
-    rate_per_s: float | None = None  # messages per second from all senders together; None: bursts
-    burst: int = 50  # messages per burst per sender (rate_per_s=None)
-    window_bursts: int = 2  # bursts a sender may have in flight (rate_per_s=None)
-    message_bytes: int = 64  # size of each message's text in UTF-8
-    alphabet: str = "cyrillic"  # padding letters: "cyrillic" (2 bytes each) or "ascii"
-    stalled_users: int = 0  # users that register and then never read
-    external_senders: int = 0  # senders outside the generator (the blaster's), `messages` each
-    name_prefix: str = "u"  # no other user may have a name that starts with it (lines are counted by it)
-    connect_timeout_s: float = 10.0
-    drain_idle_s: float = 1.0  # after sending, stop when nothing has moved for this long
-    max_duration_s: float = 60.0  # hard stop, whatever happens
-    stop_when_complete: bool = True  # stop as soon as every expected line has arrived
-    transport: str = "tcp"  # "udp": the users speak to a chat.udp server
-    keep_send_times: bool = False  # keep each delivery's send time too, for latency within a time window
-
-    def __post_init__(self) -> None:
-        if self.sender_count > self.users - self.stalled_users or self.sender_count < 0:
-            raise ValueError("senders must be at most the users that read")
-        if self.rate_per_s is not None and self.rate_per_s <= 0:
-            raise ValueError("rate_per_s must be positive (or None for bursts)")
-        if self.messages < 0 or self.burst < 1 or self.window_bursts < 1:
-            raise ValueError("messages, burst and window_bursts must be positive")
-        if self.transport not in ("tcp", "udp") or (self.transport == "udp" and self.rate_per_s is None):
-            raise ValueError("transport is 'tcp' or 'udp', and UDP needs a rate (it has no flow control)")
-
-    @property
-    def sender_count(self) -> int:
-        return self.users - self.stalled_users if self.senders is None else self.senders
-
-    def expected_duration_s(self) -> float:
-        """How long sending takes at the target rate (0 for bursts: as fast as it goes)."""
-        if self.rate_per_s is None:
-            return 0.0
-        return self.messages * self.sender_count / self.rate_per_s
 
 
 @dataclass
@@ -171,28 +130,9 @@ def run_load(address: tuple, config: LoadConfig, processes: int = 1, progress: P
 
 def merge(config: LoadConfig, results: list[GroupResult], start_ns: int, window_end_ns: int | None = None) -> LoadResult:
     """Combine the groups' counts into one result (and, given a window's end, its latency within it)."""
-    sent = {name: n for result in results for name, n in result.sent.items()}
-    sent.update({name: config.messages for name in external_sender_names(config)})
-    pairs: dict[tuple[str, str], PairCount] = {}
-    for result in results:
-        pairs.update(result.pairs)
-    receiver_names = _receiver_names(config)
-    per_sender = {}
-    for sender in sent:
-        expected = config.messages * sum(1 for name in receiver_names if name != sender)
-        counts = [pairs.get((receiver, sender), PairCount()) for receiver in receiver_names if receiver != sender]
-        delivered = sum(c.delivered for c in counts)
-        per_sender[sender] = {
-            "sent": sent[sender], "unsent": config.messages - sent[sender],
-            "expected": expected, "delivered": delivered, "lost": expected - delivered,
-            "duplicated": sum(c.duplicated for c in counts), "out_of_order": sum(c.out_of_order for c in counts),
-        }
-    latencies = array("d")
-    lags = array("d")
-    for result in results:
-        latencies.extend(result.latencies_us)
-        lags.extend(result.send_lag_us)
-    latencies_ms = [value / 1e3 for value in latencies]
+    per_sender = _per_sender(config, results)
+    latencies_ms = [value / 1e3 for result in results for value in result.latencies_us]
+    lags_ms = [value / 1e3 for result in results for value in result.send_lag_us]
     last_ns = max((result.last_delivery_ns for result in results), default=0)
     firsts = [result.first_delivery_ns for result in results if result.first_delivery_ns]
     duration_s = max(0.0, (last_ns - start_ns) / 1e9)
@@ -209,7 +149,7 @@ def merge(config: LoadConfig, results: list[GroupResult], start_ns: int, window_
         deliveries_per_s=delivered / duration_s if duration_s > 0 else 0.0,
         first_delivery_s=max(0.0, (min(firsts) - start_ns) / 1e9) if firsts else 0.0,
         latency_ms=stats.summarize(latencies_ms),
-        send_lag_ms=stats.summarize([value / 1e3 for value in lags]),
+        send_lag_ms=stats.summarize(lags_ms),
         per_sender=per_sender,
         receivers=sum(result.receivers for result in results),
         receivers_closed=sorted(name for result in results for name in result.receivers_closed),
@@ -218,6 +158,27 @@ def merge(config: LoadConfig, results: list[GroupResult], start_ns: int, window_
         **_window(config, results, start_ns, window_end_ns),
         **total,
     )
+
+
+def _per_sender(config: LoadConfig, results: list[GroupResult]) -> dict[str, dict[str, int]]:
+    """For each sender: what it sent, and what its messages did at every receiver."""
+    sent = {name: n for result in results for name, n in result.sent.items()}
+    sent.update({name: config.messages for name in external_sender_names(config)})
+    pairs: dict[tuple[str, str], PairCount] = {}
+    for result in results:
+        pairs.update(result.pairs)
+    receiver_names = _receiver_names(config)
+    per_sender = {}
+    for sender in sent:
+        expected = config.messages * sum(1 for name in receiver_names if name != sender)
+        counts = [pairs.get((receiver, sender), PairCount()) for receiver in receiver_names if receiver != sender]
+        delivered = sum(c.delivered for c in counts)
+        per_sender[sender] = {
+            "sent": sent[sender], "unsent": config.messages - sent[sender],
+            "expected": expected, "delivered": delivered, "lost": expected - delivered,
+            "duplicated": sum(c.duplicated for c in counts), "out_of_order": sum(c.out_of_order for c in counts),
+        }
+    return per_sender
 
 
 def _window(config: LoadConfig, results: list[GroupResult], start_ns: int, end_ns: int | None) -> dict:
@@ -248,12 +209,7 @@ def _receiver_names(config: LoadConfig) -> list[str]:
 
 def _run_group(plan: GroupPlan, report: Callable[[tuple], None], wait_go: Callable[[], int | None]) -> None:
     """The life of one group, the same in a thread and in a worker process."""
-    if plan.load.transport == "udp":
-        from chat.udpgroup import UDPUserGroup
-
-        group = UDPUserGroup(plan)
-    else:
-        group = UserGroup(plan)
+    group = UDPUserGroup(plan) if plan.load.transport == "udp" else UserGroup(plan)
     try:
         try:
             group.connect()

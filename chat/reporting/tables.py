@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import statistics
-
-from chat import bench
+from chat.lab import results as lab_results
+from chat.reporting.numbers import format_fact
 
 WORDS = {  # English -> Russian, for every word a table prints
     "scenario": "сценарий", "target": "цель", "measured": "измерено", "goal": "требование", "met": "выполнено",
@@ -43,8 +42,6 @@ def _table(header: list[str], rows: list[list[str]], language: str) -> str:
 
 
 def _fmt(value, kind: str, language: str) -> str:
-    from chat.reporttext import format_fact
-
     return format_fact(value, kind, language)
 
 
@@ -55,7 +52,7 @@ def _runs(results: dict, name: str) -> list[dict]:
 def median_or_none(runs: list[dict], path: str, **match) -> float | None:
     """The median over the matching runs; None if none match or one lacks the value (older results)."""
     try:
-        return bench.median_of(runs, path, **match)
+        return lab_results.median_of(runs, path, **match)
     except (KeyError, TypeError):
         return None
 
@@ -64,7 +61,7 @@ def _server(run: dict, language: str) -> str:
     return word("ours" if run["server"] == "ours" else "textbook", language)
 
 
-TARGET_NAMES = {  # English -> Russian, for every target bench.py judges (and the older names of stored results)
+TARGET_NAMES = {  # English -> Russian, for every target chat.lab.bench judges (and the older names of stored results)
     "our deliveries/s at 50 users": "наши доставки/с при 50 пользователях",
     "our lost messages at 50 users": "наши потерянные сообщения при 50 пользователях",
     "ours / textbook deliveries/s at 50 users": "наши / учебного доставки/с при 50 пользователях",
@@ -142,13 +139,11 @@ def capacity(results: dict, language: str) -> str:
     runs = _runs(results, "capacity")
     rows = []
     for users in sorted({run["users"] for run in runs}):
-        naive = bench.matching(runs, server="naive", users=users)
-        relayed = [(r["delivered"] + r["garbled"]) / r["duration_s"] for r in naive if r["duration_s"]]
         rows.append([str(users),
-                     _fmt(bench.median_of(runs, "deliveries_per_s", server="ours", users=users), "int", language),
-                     _fmt(bench.median_of(runs, "deliveries_per_s", server="naive", users=users), "int", language),
-                     _fmt(statistics.median(relayed) if relayed else None, "int", language),
-                     _fmt(bench.total_of(runs, "lost", server="ours", users=users), "int", language)])
+                     _fmt(lab_results.median_of(runs, "deliveries_per_s", server="ours", users=users), "int", language),
+                     _fmt(lab_results.median_of(runs, "deliveries_per_s", server="naive", users=users), "int", language),
+                     _fmt(lab_results.median_passed_on_per_s(runs, server="naive", users=users), "int", language),
+                     _fmt(lab_results.total_of(runs, "lost", server="ours", users=users), "int", language)])
     return _table(["users", "our deliveries/s", "textbook whole messages/s", "textbook lines passed on/s", "our lost"],
                   rows, language)
 
@@ -157,11 +152,11 @@ def latency(results: dict, language: str) -> str:
     runs = _runs(results, "latency")
     rows = []
     for rate in sorted({run["offered_per_s"] for run in runs}):
-        m = lambda server, path: bench.median_of(runs, path, server=server, offered_per_s=rate)
+        m = lambda server, path: lab_results.median_of(runs, path, server=server, offered_per_s=rate)
         rows.append([_fmt(rate, "int", language), _fmt(m("ours", "latency_ms.p50"), "ms", language),
                      _fmt(m("ours", "latency_ms.p99"), "ms", language), _fmt(m("ours", "latency_ms.p99.9"), "ms", language),
                      _fmt(m("naive", "latency_ms.p50"), "ms", language), _fmt(m("naive", "latency_ms.p99"), "ms", language),
-                     _fmt(bench.total_of(runs, "lost", server="naive", offered_per_s=rate), "int", language)])
+                     _fmt(lab_results.total_of(runs, "lost", server="naive", offered_per_s=rate), "int", language)])
     return _table(["offered msg/s", "our p50", "our p99", "our p99.9", "textbook p50", "textbook p99", "textbook lost"],
                   rows, language)
 
@@ -170,22 +165,22 @@ def scaling(results: dict, language: str) -> str:
     runs = _runs(results, "scaling")
     rows = []
     for users in sorted({run["users"] for run in runs}):
-        m = lambda server, path: bench.median_of(runs, path, server=server, users=users)
+        m = lambda server, path: lab_results.median_of(runs, path, server=server, users=users)
         rows.append([str(users), _fmt(m("ours", "deliveries_per_s"), "int", language),
                      _fmt(m("ours", "latency_ms.p50"), "ms", language), _fmt(m("ours", "latency_ms.p99"), "ms", language),
                      _fmt(m("naive", "latency_ms.p99"), "ms", language),
-                     _fmt(bench.total_of(runs, "lost", server="ours", users=users), "int", language),
-                     _fmt(bench.total_of(runs, "lost", server="naive", users=users), "int", language)])
+                     _fmt(lab_results.total_of(runs, "lost", server="ours", users=users), "int", language),
+                     _fmt(lab_results.total_of(runs, "lost", server="naive", users=users), "int", language)])
     return _table(["users", "deliveries/s", "our p50", "our p99", "textbook p99", "our lost", "textbook lost"], rows, language)
 
 
 def per_delivery_us(runs: list[dict], role: str, users: int) -> float | None:
     """CPU time a kind of our server's threads spent per line delivered, over the runs at ``users`` (µs).
 
-    From the start of sending to a moment after the last delivery (see ``bench.ThreadCpuReadings``);
+    From the start of sending to a moment after the last delivery (see ``chat.lab.bench.ThreadCpuReadings``);
     None for runs without the reading.
     """
-    measured = [run for run in bench.matching(runs, server="ours", users=users) if run.get("server_cpu_by_thread")]
+    measured = [run for run in lab_results.matching(runs, server="ours", users=users) if run.get("server_cpu_by_thread")]
     delivered = sum(run["delivered"] for run in measured)
     if not measured or not delivered:
         return None
@@ -198,7 +193,7 @@ def scaling_cpu(results: dict, language: str) -> str:
     rows = []
     for users in sorted({run["users"] for run in runs}):
         costs = [per_delivery_us(runs, role, users) for role in ("chat-reader", "chat-flusher", "chat-writer")]
-        if costs[0] is None or bench.total_of(runs, "lost", server="ours", users=users):
+        if costs[0] is None or lab_results.total_of(runs, "lost", server="ours", users=users):
             continue  # lines still queued at the end were paid for but not delivered: no cost per delivery
         rows.append([str(users), *(_fmt(cost, "float2", language) for cost in costs),
                      _fmt(sum(costs), "float2", language),
@@ -226,7 +221,7 @@ def slow_consumer(results: dict, language: str) -> str:
     rows = []
     for server in ("ours", "naive"):
         for stalled in (0, 1):
-            chosen = bench.matching(runs, server=server, stalled_users=stalled)
+            chosen = lab_results.matching(runs, server=server, stalled_users=stalled)
             if not chosen:
                 continue
             median = lambda path: median_or_none(chosen, path)
@@ -235,8 +230,8 @@ def slow_consumer(results: dict, language: str) -> str:
                          _connected_for(chosen, language) if stalled else "–",
                          _fmt(median("latency_window_ms.p99"), "ms", language),
                          _fmt(median("latency_ms.p99"), "ms", language),
-                         f'{_fmt(bench.total_of(chosen, "lost"), "int", language)} '
-                         f'({_fmt(bench.lost_share(chosen), "pct", language)})',
+                         f'{_fmt(lab_results.total_of(chosen, "lost"), "int", language)} '
+                         f'({_fmt(lab_results.lost_share(chosen), "pct", language)})',
                          f"{dropped} / {len(chosen)}" if stalled and dropped is not None else "–",
                          _fmt(median("duration_s"), "s", language)])
     return _table(["server", "run", "connected for", "others' p99 while it was connected",

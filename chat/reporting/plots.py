@@ -1,11 +1,11 @@
-"""Figures from benchmark results (the dictionaries :mod:`chat.bench` saves).
+"""Figures from benchmark results (the dictionaries :mod:`chat.lab.bench` makes).
 
 Each function takes results and returns a :class:`matplotlib.figure.Figure`,
 made without pyplot, so the library never touches the notebook's backend; a
 notebook shows a returned figure inline.
 
 The same data gives the same bytes, whoever draws it (``python -m chat
-report``, a notebook through :func:`chat.lab.figure`, a test):
+report``, a notebook through :func:`show`, a test):
 
 - every figure is made, and saved, in matplotlib's default style plus
   ``STYLE`` (:func:`_style`), so a notebook's rcParams, a style sheet or a
@@ -29,13 +29,14 @@ import functools
 import math
 from pathlib import Path
 
-from chat.bench import matching, median_of
-from chat.stats import ecdf
+from chat.lab import scale as notebook_scale
+from chat.lab.results import matching, median_of, median_passed_on_per_s, run_lost_share
+from chat.lab.stats import ecdf
 
 OURS_COLOR, NAIVE_COLOR, EXTRA_COLOR = "#1f77b4", "#d62728", "#7f7f7f"
 OURS_TINT, NAIVE_TINT, EXTRA_TINT = "#aec7e8", "#ff9896", "#d9d9d9"  # light versions, for the second of two bars
 WARM_UP_COLOR = "#ececec"
-LABELS = {"ours": "ours (chat.server)", "naive": "textbook (chat.naive)"}
+LABELS = {"ours": "ours (chat.tcp.server)", "naive": "textbook (chat.lab.naive)"}
 SHORT_LABELS = {"ours": "ours", "naive": "textbook"}
 COLORS = {"ours": OURS_COLOR, "naive": NAIVE_COLOR}
 TINTS = {"ours": OURS_TINT, "naive": NAIVE_TINT}
@@ -84,6 +85,13 @@ def save(figure, path: Path, dpi: int = 110) -> Path:
     with _style():
         figure.savefig(path, dpi=dpi, metadata=metadata)
     return path
+
+
+def show(name: str, drawing):
+    """What a notebook shows: the drawing; at full scale it is also saved as ``report/figures/NAME.svg``."""
+    if notebook_scale.scale() == "full" and notebook_scale.REPORT_DIR.is_dir():
+        save(drawing, notebook_scale.REPORT_DIR / "figures" / f"{name}.svg")
+    return drawing
 
 
 def _points(runs: list[dict], server: str, x_key: str, path: str) -> tuple[list, list]:
@@ -148,17 +156,12 @@ def throughput_vs_clients(capacity: dict):
         xs, ys = _points(runs, server, "users", "deliveries_per_s")
         axes.plot(xs, ys, "o-", color=COLORS[server], label=f"{LABELS[server]}: whole messages delivered")
     xs = sorted({run["users"] for run in matching(runs, server="naive")})
-    relayed = [median_of(_with_relayed(runs), "relayed_per_s", server="naive", users=x) for x in xs]
+    relayed = [median_passed_on_per_s(runs, server="naive", users=x) for x in xs]
     axes.plot(xs, relayed, "s--", color=EXTRA_COLOR, label="textbook: lines passed on, whole or not")
     axes.set(xscale="log", yscale="log", xlabel="users (all sending as fast as they can)",
              ylabel="deliveries per second (all users)", title="Throughput against users")
     axes.legend(fontsize=8)
     return figure
-
-
-def _with_relayed(runs: list[dict]) -> list[dict]:
-    return [{**run, "relayed_per_s": (run["delivered"] + run["garbled"]) / run["duration_s"] if run["duration_s"] else 0}
-            for run in runs]
 
 
 @_styled
@@ -250,7 +253,7 @@ def slow_consumer(slow: dict):
     runs = slow["runs"]
     labels = [f"{SHORT_LABELS[server]}\n{'stalled user' if stalled else 'baseline'}" for server, stalled in SLOW_CASES]
     _slow_latency(left, runs, labels)
-    lost = [median_of([{**run, "lost_share": run["lost"] / run["expected"]} for run in runs], "lost_share",
+    lost = [median_of([{**run, "lost_share": run_lost_share(run)} for run in runs], "lost_share",
                       server=server, stalled_users=stalled) for server, stalled in SLOW_CASES]
     bars = right.bar(labels, [100 * share for share in lost], color=[COLORS[server] for server, _ in SLOW_CASES])
     right.bar_label(bars, [_short(100 * share) for share in lost], fontsize=8)
@@ -303,7 +306,7 @@ def _window_label(runs: list[dict]) -> str:
 def ours_vs_textbook(capacity: dict, latency: dict, slow: dict):
     """The three numbers that separate the designs, side by side, each bar labelled with its value."""
     figure = _figure(7.5, 3.4)
-    lost_share = [{**run, "share": run["lost"] / run["expected"]} for run in slow["runs"]]
+    lost_share = [{**run, "share": run_lost_share(run)} for run in slow["runs"]]
     cells = [
         ("Throughput, 50 users", "deliveries per second", "log",
          lambda s: median_of(capacity["runs"], "deliveries_per_s", server=s, users=50)),

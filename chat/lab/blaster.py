@@ -14,7 +14,7 @@ import socket
 import threading
 
 from chat import protocol
-from chat.usergroup import message_text, now_ns
+from chat.lab.config import message_text, now_ns
 
 
 def build_block(senders: int, messages: int, message_bytes: int, alphabet: str, name_prefix: str = "fake") -> bytes:

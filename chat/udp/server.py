@@ -446,9 +446,3 @@ class _Delayer:
             self._changed.notify()
         if self._thread.is_alive():
             self._thread.join(timeout_s)
-
-
-# The client lives in chat/udpclient.py; it is importable from here too.
-from chat.udpclient import UDPChatClient, connect  # noqa: E402
-
-__all__ = ["DEFAULT_UDP_PORT", "Faults", "UDPChatClient", "UDPChatServer", "UDPServerStats", "connect"]

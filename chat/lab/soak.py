@@ -32,8 +32,8 @@ from collections import Counter
 from collections.abc import Callable
 
 from chat import protocol
-from chat.harness import ProcessSampler, ServerProcess, read_proc_status
-from chat.loadgen import LoadConfig, run_load
+from chat.lab.harness import ProcessSampler, ServerProcess, read_proc_status
+from chat.lab.loadgen import LoadConfig, run_load
 
 STEADY_USERS = 20
 STEADY_RATE_PER_S = 100.0  # 5 lines/s per user, within the default flood limit of 10

@@ -1,4 +1,4 @@
-"""Simulated users over UDP: the same group as :mod:`chat.usergroup`, one datagram per message.
+"""Simulated users over UDP: the same group as :mod:`chat.lab.usergroup`, one datagram per message.
 
 Each user joins with ``/join NAME`` (resent if no answer comes), numbers its
 messages, and stores every datagram it receives as one line with its arrival
@@ -12,15 +12,16 @@ import selectors
 import socket
 
 from chat import protocol
-from chat.udpclient import HEARTBEAT_S, JOIN_ATTEMPTS
-from chat.usergroup import RECV_BYTES, UserGroup, _User, _welcomed, now_ns
+from chat.udp.client import HEARTBEAT_S, JOIN_ATTEMPTS
+from chat.lab.config import now_ns
+from chat.lab.usergroup import RECV_BYTES, SimulatedUser, UserGroup, welcomed
 
 
 PONG_PREFIX = protocol.format_event(protocol.Reply("pong", ""))[:-1]  # "= pong:"
 
 
 class UDPUserGroup(UserGroup):
-    """A :class:`~chat.usergroup.UserGroup` whose users speak UDP.
+    """A :class:`~chat.lab.usergroup.UserGroup` whose users speak UDP.
 
     Every user pings the server each ``heartbeat_s``, as a real client does,
     so that users who only listen are not expired as silent members.
@@ -29,11 +30,11 @@ class UDPUserGroup(UserGroup):
     heartbeat_s = HEARTBEAT_S
     _next_ping_ns = 0
 
-    def _send_due(self, selector: selectors.BaseSelector, now: int) -> bool:
+    def send_due(self, selector: selectors.BaseSelector, now: int) -> bool:
         if now >= self._next_ping_ns:
             self._ping_everybody()
             self._next_ping_ns = now + int(self.heartbeat_s * 1e9)
-        return super()._send_due(selector, now)
+        return super().send_due(selector, now)
 
     def _ping_everybody(self) -> None:
         ping = protocol.encode_datagram("/ping")  # unnumbered: not a message, never counted as one
@@ -43,11 +44,11 @@ class UDPUserGroup(UserGroup):
             except OSError:
                 pass  # a lost heartbeat is made up by the next one
 
-    def _register(self, name: str, slot: int | None, stalled: bool) -> _User:
+    def register(self, name: str, slot: int | None, stalled: bool) -> SimulatedUser:
         sock = socket.socket(socket.AF_INET6 if ":" in self.plan.address[0] else socket.AF_INET, socket.SOCK_DGRAM)
         sock.connect(self.plan.address)
         sock.settimeout(self.plan.load.connect_timeout_s / JOIN_ATTEMPTS)
-        user = _User(name, sock, slot, stalled)
+        user = SimulatedUser(name, sock, slot, stalled)
         user.out = collections.deque()  # datagrams, not a byte stream
         for _ in range(JOIN_ATTEMPTS):
             sock.send(protocol.encode_datagram(f"/join {name}"))
@@ -60,7 +61,7 @@ class UDPUserGroup(UserGroup):
             return user
         raise ConnectionError(f"{name}: no answer to /join")
 
-    def _receive_one(self, user: _User, data: bytes) -> bool:
+    def _receive_one(self, user: SimulatedUser, data: bytes) -> bool:
         """Store one datagram as a line; True if it was our welcome (ConnectionError if a refusal).
 
         The answers to heartbeats are left out: they are not the load's traffic, and counted
@@ -69,14 +70,14 @@ class UDPUserGroup(UserGroup):
         _, line = protocol.decode_datagram(data)
         if line.startswith(PONG_PREFIX):
             return False
-        self._store(user, now_ns(), protocol.encode_line(line))
-        return _welcomed(user.name, [protocol.parse_event(line)])
+        self.store(user, now_ns(), protocol.encode_line(line))
+        return welcomed(user.name, [protocol.parse_event(line)])
 
-    def _append(self, user: _User, line: str) -> None:
+    def append_line(self, user: SimulatedUser, line: str) -> None:
         """Over UDP, a line is a datagram of its own, numbered."""
         user.out.append(protocol.encode_datagram(line, user.next_seq))
 
-    def _send_some(self, user: _User, selector: selectors.BaseSelector) -> bool:
+    def send_some(self, user: SimulatedUser, selector: selectors.BaseSelector) -> bool:
         sent = 0
         while user.out:
             try:
@@ -89,10 +90,10 @@ class UDPUserGroup(UserGroup):
             user.sent += 1
             sent += 1
         if not user.out:
-            self._sending.discard(user)
+            self.done_sending(user)
         return sent > 0
 
-    def _receive(self, user: _User, selector: selectors.BaseSelector) -> bool:
+    def receive(self, user: SimulatedUser, selector: selectors.BaseSelector) -> bool:
         received = False
         while True:
             try:

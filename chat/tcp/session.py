@@ -17,12 +17,12 @@ import time
 from typing import TYPE_CHECKING
 
 from chat import protocol
-from chat.limits import TokenBucket
-from chat.outbox import Outbox
+from chat.tcp.limits import TokenBucket
+from chat.tcp.outbox import Outbox
 from chat.protocol import Error, LeaveReason, LineTooLong, Reply
 
 if TYPE_CHECKING:
-    from chat.server import ChatServer
+    from chat.tcp.server import ChatServer
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from chat.loadgen import raise_file_limit
+from chat.lab.loadgen import raise_file_limit
 
 KINDS = ("ours", "naive", "blaster", "udp")
 START_TIMEOUT_S = 30.0
@@ -102,18 +102,18 @@ def cpu_used_between(before: dict[str, dict], after: dict[str, dict]) -> dict[st
 
 def _make_server(kind: str, options: dict):
     if kind == "ours":
-        from chat.server import ChatServer
+        from chat.tcp.server import ChatServer
 
         return ChatServer(**options)
     if kind == "naive":
-        from chat.naive import NaiveServer
+        from chat.lab.naive import NaiveServer
 
         return NaiveServer(**options)
     if kind == "udp":
         from chat.udp import Faults, UDPChatServer
 
         return UDPChatServer(**{**options, "faults": Faults(**options.get("faults", {}))})
-    from chat.blaster import Blaster, build_block
+    from chat.lab.blaster import Blaster, build_block
 
     users = options.pop("users")
     return Blaster(build_block(**options), users)

@@ -2,13 +2,13 @@
 
 Everything the report shows is made here, from one set of results:
 
-1. the experiments (:mod:`chat.bench` scenarios, the soak, and a run of the
+1. the experiments (:mod:`chat.lab.bench` scenarios, the soak, and a run of the
    robustness tests) write ``results/*.json``;
 2. the figures are drawn from those results (``figures/*.svg``);
 3. a real session of the server and four console clients is captured (``session.txt``);
 4. ``README.md`` and ``README.ru.md`` are rendered from their templates,
    quoting the results and listing the source as it is now
-   (:mod:`chat.reporttext`);
+   (:mod:`chat.reporting.templates`, :mod:`chat.reporting.facts`);
 5. for the full report, the Performance section of the top-level README is
    rendered the same way.
 
@@ -28,9 +28,11 @@ import xml.etree.ElementTree as ElementTree
 from collections.abc import Callable
 from pathlib import Path
 
-from chat import bench, plots, reporttext
+from chat.lab import bench
+from chat.lab import results as lab_results
+from chat.reporting import facts, plots, templates
 
-REPORT_DIR = Path(__file__).resolve().parent.parent / "report"
+REPORT_DIR = Path(__file__).resolve().parents[2] / "report"
 TOP_README = REPORT_DIR.parent / "README.md"
 LANGUAGES = {"en": ("README.md.tmpl", "README.md"), "ru": ("README.ru.md.tmpl", "README.ru.md")}
 PERFORMANCE_TEMPLATE = "performance.md.tmpl"
@@ -47,7 +49,7 @@ def generate(out_dir: Path = REPORT_DIR, mode: str = "full", step: Step | None =
     if measure:
         if step is not None:  # first: a few seconds, and it fails early rather than after the long runs
             step("a real session of the server and four console clients")
-        from chat.transcript import capture_session
+        from chat.reporting.transcript import capture_session
 
         (out_dir / "session.txt").write_text(capture_session() + "\n", encoding="utf-8")
         run_experiments(results_dir, mode, step)
@@ -65,7 +67,7 @@ def generate(out_dir: Path = REPORT_DIR, mode: str = "full", step: Step | None =
 
 def run_experiments(results_dir: Path, mode: str, step: Step | None = None) -> None:
     for name in EXPERIMENTS:
-        bench.save(bench.run_scenario(name, mode, step), results_dir)
+        lab_results.save(bench.run_scenario(name, mode, step), results_dir)
 
 
 def run_robustness_tests(results_dir: Path, step: Step | None = None) -> dict:
@@ -117,7 +119,7 @@ def _robustness_counts(suite: ElementTree.Element, output: str) -> dict:
 
 def load_results(results_dir: Path) -> dict[str, dict]:
     """Every stored result, by scenario name."""
-    return {path.stem: bench.load(path) for path in sorted(results_dir.glob("*.json"))}
+    return {path.stem: lab_results.load(path) for path in sorted(results_dir.glob("*.json"))}
 
 
 # -- drawing and writing ------------------------------------------------------------------------------
@@ -134,8 +136,8 @@ def draw_figures(results: dict[str, dict], figures_dir: Path) -> list[Path]:
 
 def render(template_name: str, results: dict[str, dict], language: str, out_dir: Path) -> str:
     template = (REPORT_DIR / template_name).read_text(encoding="utf-8")
-    context = {"results": results, "facts": reporttext.facts(results)}
-    return reporttext.render(template, context, language, out_dir)
+    context = {"results": results, "facts": facts.facts(results)}
+    return templates.render(template, context, language, out_dir)
 
 
 def render_report(results: dict[str, dict], out_dir: Path) -> list[Path]:

@@ -1,124 +1,19 @@
-"""The report's text: a tiny template language, the facts it draws on, and source listings.
+"""The facts the report's text quotes: every number, computed once from the results.
 
-A template is Markdown with placeholders:
-
-- ``{{ capacity.ours_50 | int }}`` - a fact (see :func:`facts`), formatted for the language;
-- ``{{ table capacity }}`` - a Markdown table made from the results (see :data:`TABLES`);
-- ``{{ listing chat/server.py ChatServer.broadcast }}`` - that function's source, as it is now;
-- ``{{ include session.txt }}`` - a file of the report folder, verbatim.
-
-English and Russian use the same facts, tables and listings, so the two
-reports can't disagree with each other or with the measurements.
+A fact is ``None`` where the results lack what it needs (an experiment not
+run, or results older than the fact); the templates write that as "not
+measured" in the report's language.
 """
 
 from __future__ import annotations
 
-import ast
-import math
-import re
 import statistics
-from collections.abc import Callable
-from pathlib import Path
 
-from chat import bench
-from chat.limits import Limits
-from chat.reporttables import TABLES, median_or_none as _median, per_delivery_us
-from chat.soak import SOAK_SENDQ_BYTES
-
-PLACEHOLDER = re.compile(r"\{\{\s*(.+?)\s*\}\}")
-PACKAGE_ROOT = Path(__file__).resolve().parent.parent
-NOT_MEASURED = {"en": "n/a", "ru": "нет данных"}
-
-
-# -- numbers, in two languages ------------------------------------------------------------------
-
-
-def number(value: float, decimals: int, language: str) -> str:
-    """``1234567.8 -> "1,234,568"`` in English, ``"1 234 568"`` in Russian (no-break spaces)."""
-    text = f"{value:,.{decimals}f}"
-    if language == "ru":
-        text = text.replace(",", "\u00a0").replace(".", ",")
-    return text
-
-
-def _milliseconds(value: float, language: str) -> str:
-    decimals = 2 if value < 10 else 1 if value < 100 else 0
-    return f"{number(value, decimals, language)}\u00a0{'мс' if language == 'ru' else 'ms'}"
-
-
-FILTERS: dict[str, Callable[[float, str], str]] = {
-    "int": lambda v, lang: number(v, 0, lang),
-    "float1": lambda v, lang: number(v, 1, lang),
-    "float2": lambda v, lang: number(v, 2, lang),
-    "ms": _milliseconds,
-    "pct": lambda v, lang: f"{number(100 * v, 1, lang)}{chr(0xa0) if lang == 'ru' else ''}%",
-    "x": lambda v, lang: f"{number(v, 2 if v < 10 else 1 if v < 100 else 0, lang)}×",
-    "s": lambda v, lang: f"{number(v, 1, lang)}\u00a0{'с' if lang == 'ru' else 's'}",
-    "mib": lambda v, lang: f"{number(v / 2**20, 1, lang)}\u00a0{'МиБ' if lang == 'ru' else 'MiB'}",
-    "kib": lambda v, lang: f"{number(v / 2**10, 0, lang)}\u00a0{'КиБ' if lang == 'ru' else 'KiB'}",
-    "text": lambda v, lang: str(v),
-}
-
-
-def render(template: str, context: dict, language: str, report_dir: Path) -> str:
-    """Replace every placeholder; an unknown one is an error, never left in the text."""
-
-    def replace(match: re.Match) -> str:
-        expression = match[1]
-        word, _, rest = expression.partition(" ")
-        if word == "listing":
-            path, _, name = rest.partition(" ")
-            return listing(path, name, language)
-        if word == "table":
-            return TABLES[rest](context["results"], language)
-        if word == "include":
-            return (report_dir / rest).read_text(encoding="utf-8").rstrip("\n")
-        path, _, kind = (part.strip() for part in expression.partition("|"))
-        return format_fact(lookup(context["facts"], path), kind or "text", language)
-
-    return PLACEHOLDER.sub(replace, template)
-
-
-def lookup(facts: dict, path: str):
-    value = facts
-    for key in path.split("."):
-        if not isinstance(value, dict) or key not in value:
-            raise KeyError(f"the report refers to an unknown fact: {path}")
-        value = value[key]
-    return value
-
-
-def format_fact(value, kind: str, language: str) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return NOT_MEASURED[language]
-    return FILTERS[kind](value, language)
-
-
-# -- listings from the source, as it is now -------------------------------------------------------
-
-
-LINES_WORD = {"en": "lines", "ru": "строки"}
-
-
-def listing(path: str, qualified_name: str, language: str = "en") -> str:
-    """A fenced block with the source of ``Class.method`` or ``function`` in ``path``, with its place."""
-    source = (PACKAGE_ROOT / path).read_text(encoding="utf-8")
-    node = _find(ast.parse(source), qualified_name.split("."))
-    first = min([node.lineno, *(decorator.lineno for decorator in getattr(node, "decorator_list", []))])
-    lines = source.splitlines()[first - 1 : node.end_lineno]
-    indent = min(len(line) - len(line.lstrip()) for line in lines if line.strip())
-    body = "\n".join(line[indent:] for line in lines)
-    return f"```python\n# {path}, {LINES_WORD[language]} {first}\u2013{node.end_lineno}\n{body}\n```"
-
-
-def _find(tree: ast.AST, names: list[str]) -> ast.AST:
-    for node in ast.iter_child_nodes(tree):
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.name == names[0]:
-            return node if len(names) == 1 else _find(node, names[1:])
-    raise KeyError(f"no {'.'.join(names)} in the source")
-
-
-# -- facts: the numbers the text quotes ---------------------------------------------------------------
+from chat.lab import results as lab_results
+from chat.lab.soak import SOAK_SENDQ_BYTES
+from chat.reporting.tables import median_or_none as _median
+from chat.reporting.tables import per_delivery_us
+from chat.tcp.limits import Limits
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:
@@ -127,7 +22,7 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 
 def _total(runs: list[dict], path: str, **match) -> float | None:
     """The sum over the matching runs, or None if the experiment was not run."""
-    return bench.total_of(runs, path, **match) if runs else None
+    return lab_results.total_of(runs, path, **match) if runs else None
 
 
 def _sum(a: float | None, b: float | None) -> float | None:
@@ -145,7 +40,7 @@ def _share(run: dict | None, key: str = "delivered") -> float | None:
 
 
 def _first(runs: list[dict], **match) -> dict | None:
-    found = bench.matching(runs, **match)
+    found = lab_results.matching(runs, **match)
     return found[0] if found else None
 
 
@@ -173,7 +68,7 @@ def facts(results: dict[str, dict]) -> dict:
         "capacity": _capacity_facts(get("capacity"), get("ceiling"), results.get("capacity", {})),
         "ceiling": {
             "one_process": _median(get("ceiling"), "deliveries_per_s", generator_processes=1),
-            "two_processes": max((run["deliveries_per_s"] for run in bench.matching(get("ceiling"), generator_processes=2)),
+            "two_processes": max((run["deliveries_per_s"] for run in lab_results.matching(get("ceiling"), generator_processes=2)),
                                  default=None),
         },
         "latency": {
@@ -235,14 +130,12 @@ def _framing_facts(framing: list[dict]) -> dict:
 
 def _capacity_facts(capacity: list[dict], ceiling: list[dict], result: dict) -> dict:
     """Ours against the textbook's whole messages (what the target compares) and its lines passed on at all."""
-    ours_capacity = [(run["users"], run["deliveries_per_s"]) for run in bench.matching(capacity, server="ours")]
+    ours_capacity = [(run["users"], run["deliveries_per_s"]) for run in lab_results.matching(capacity, server="ours")]
     best_users, best = max(ours_capacity, key=lambda pair: pair[1], default=(None, None))
-    ceiling_best = max((run["deliveries_per_s"] for run in bench.matching(ceiling, generator_processes=2)), default=None)
+    ceiling_best = max((run["deliveries_per_s"] for run in lab_results.matching(ceiling, generator_processes=2)), default=None)
     ours_50 = _median(capacity, "deliveries_per_s", server="ours", users=50)
     naive_50 = _median(capacity, "deliveries_per_s", server="naive", users=50)
-    relayed = [{"lines_per_s": (run["delivered"] + run["garbled"]) / run["duration_s"]}
-               for run in bench.matching(capacity, server="naive", users=50) if run["duration_s"]]
-    naive_lines_50 = _median(relayed, "lines_per_s")
+    naive_lines_50 = lab_results.median_passed_on_per_s(capacity, server="naive", users=50)
     target = _limit(result, "our deliveries/s at 50 users")
     return {
         "ours_50": ours_50, "naive_50": naive_50, "ratio_50": _ratio(ours_50, naive_50),
@@ -260,7 +153,7 @@ def _scaling_facts(scaling: list[dict]) -> dict:
                                         for role in ("chat-reader", "chat-flusher", "chat-writer"))
     total_us = None if reader_us is None else reader_us + flusher_us + writer_us
     rate = median("ours", "deliveries_per_s", 500)
-    biggest = bench.matching(scaling, server="ours", users=1000)
+    biggest = lab_results.matching(scaling, server="ours", users=1000)
     cpu_1000 = lambda role: sum(run["server_cpu_by_thread"][role]["cpu_s"] for run in biggest) \
         if biggest and all(run.get("server_cpu_by_thread") for run in biggest) else None
     sending_s_1000 = statistics.mean(run["sent"] / run["offered_per_s"] for run in biggest) if biggest else None
@@ -282,7 +175,7 @@ def _scaling_facts(scaling: list[dict]) -> dict:
         "naive_p99_500": median("naive", "latency_ms.p99", 500),
         "naive_p99_1000": median("naive", "latency_ms.p99", 1000),
         "naive_lost_1000": median("naive", "lost", 1000),
-        "naive_lost_share_1000": bench.lost_share(scaling, server="naive", users=1000),
+        "naive_lost_share_1000": lab_results.lost_share(scaling, server="naive", users=1000),
         "ours_lost": _total(scaling, "lost", server="ours"),
         "ours_cpu_200": _median(scaling, "server_cpu_peak", server="ours", users=200),
         "ours_cpu_500": _median(scaling, "server_cpu_peak", server="ours", users=500),
@@ -306,8 +199,8 @@ def _slow_facts(slow: list[dict]) -> dict:
     """The others' latency while the stalled user was connected (the target) and over whole runs; the textbook's losses."""
     ours = lambda path, stalled: _median(slow, path, server="ours", stalled_users=stalled)
     naive = lambda path, stalled: _median(slow, path, server="naive", stalled_users=stalled)
-    stalled_runs = bench.matching(slow, server="ours", stalled_users=1)
-    naive_base = bench.matching(slow, server="naive", stalled_users=0)
+    stalled_runs = lab_results.matching(slow, server="ours", stalled_users=1)
+    naive_base = lab_results.matching(slow, server="naive", stalled_users=0)
     return {
         "p99_window_base": ours("latency_window_ms.p99", 0),
         "p99_window_stalled": ours("latency_window_ms.p99", 1),
@@ -320,8 +213,8 @@ def _slow_facts(slow: list[dict]) -> dict:
         "sendq_bound": stalled_runs[0]["server_options"].get("sendq_bytes", Limits().sendq_bytes) if stalled_runs else None,
         "rss_extra": _difference(ours("server_rss_peak_bytes", 1), ours("server_rss_peak_bytes", 0)),
         "ours_lost": _total(slow, "lost", server="ours"),
-        "naive_lost_share": bench.lost_share(slow, server="naive", stalled_users=1),
-        "naive_lost_share_base": bench.lost_share(slow, server="naive", stalled_users=0),
+        "naive_lost_share": lab_results.lost_share(slow, server="naive", stalled_users=1),
+        "naive_lost_share_base": lab_results.lost_share(slow, server="naive", stalled_users=0),
         "naive_base_garbled": _total(naive_base, "garbled"),
         "naive_base_closed": _median(naive_base, "receivers_closed"),
         "naive_base_users": naive_base[0]["users"] if naive_base else None,

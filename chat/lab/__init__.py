@@ -1,0 +1,16 @@
+"""The lab: everything that measures the chat (it imports the chat; the chat never imports it).
+
+- :mod:`chat.lab.loadgen`, :mod:`chat.lab.usergroup`, :mod:`chat.lab.udpgroup`,
+  :mod:`chat.lab.config` - simulated users, many per process, and what they measured;
+- :mod:`chat.lab.naive` - the textbook server, kept to measure against;
+- :mod:`chat.lab.bench`, :mod:`chat.lab.measure` - the benchmark scenarios and how one run is measured;
+- :mod:`chat.lab.results` - stored results and the queries everything reads them with;
+- :mod:`chat.lab.harness` - a server in a process of its own, and its memory, CPU and threads read from /proc;
+- :mod:`chat.lab.soak`, :mod:`chat.lab.blaster`, :mod:`chat.lab.netloss` - the
+  long run, the fastest possible sender, and real packet loss on loopback;
+- :mod:`chat.lab.stats` - percentiles and samples;
+- :mod:`chat.lab.notebook`, :mod:`chat.lab.scale` - what the notebooks call.
+
+Import the module you need (``from chat.lab import bench``): nothing is
+imported here, so a notebook that needs one tool does not load them all.
+"""

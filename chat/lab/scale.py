@@ -1,0 +1,23 @@
+"""The notebooks' scale switch, ``CHAT_LAB_SCALE``: ``quick`` (the default, and CI's) or ``full``.
+
+At ``quick`` every experiment runs live, in seconds; at ``full`` the notebooks
+show the report's stored measurements (``report/results``) and save their
+figures under ``report/figures``.  See :mod:`chat.lab.notebook`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+SCALE_VARIABLE = "CHAT_LAB_SCALE"
+SCALES = ("quick", "full")
+REPORT_DIR = Path(__file__).resolve().parents[2] / "report"  # the repository's, with the editable install
+
+
+def scale() -> str:
+    """``quick`` or ``full``, from the environment (default ``quick``)."""
+    value = os.environ.get(SCALE_VARIABLE, "quick").strip().lower()
+    if value not in SCALES:
+        raise ValueError(f"{SCALE_VARIABLE} is 'quick' or 'full', not {value!r}")
+    return value

@@ -1,0 +1,99 @@
+"""Datagrams (UDP): one line each, perhaps numbered, and the counting of numbers at a receiver.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from chat.protocol.commands import Command, parse_command
+from chat.protocol.framing import ENCODING
+
+MAX_DATAGRAM_BYTES = 1200  # below a typical path MTU (1280 for IPv6), so nothing is fragmented
+_SEQUENCE = re.compile(r"#(\d{1,18}) ")
+
+
+@dataclass(frozen=True, slots=True)
+class Join:
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    pass
+
+
+def encode_datagram(line: str, seq: int | None = None) -> bytes:
+    """One line as a datagram, numbered if ``seq`` is given.
+
+    >>> encode_datagram("<bob> hi", 7)
+    b'#7 <bob> hi'
+    """
+    return (line if seq is None else f"#{seq} {line}").encode(ENCODING)
+
+
+def decode_datagram(data: bytes) -> tuple[int | None, str]:
+    """``(seq or None, line)`` from a datagram; a trailing line break (``nc -u``) is dropped.
+
+    >>> decode_datagram("#7 привет\\n".encode())
+    (7, 'привет')
+    """
+    text = data.decode(ENCODING, "replace")
+    if text.endswith("\n"):
+        text = text[:-2] if text.endswith("\r\n") else text[:-1]
+    match = _SEQUENCE.match(text)
+    if match is None:
+        return None, text
+    return int(match[1]), text[match.end():]
+
+
+def parse_datagram_command(line: str) -> Command | Join | Ping:
+    """Like :func:`parse_command`, plus the UDP-only ``/join NAME`` and ``/ping``."""
+    word, _, rest = line.partition(" ")
+    verb = word.lower()
+    if verb == "/join":
+        return Join(rest)  # an empty or bad name is refused like any other
+    if verb == "/ping":
+        return Ping()
+    return parse_command(line)
+
+class SequenceTracker:
+    """Counts one sender's sequence numbers as they arrive at one receiver.
+
+    >>> tracker = SequenceTracker()
+    >>> [tracker.record(seq) for seq in (0, 1, 3, 2, 3)]
+    [True, True, True, True, False]
+    >>> tracker.received, tracker.duplicated, tracker.out_of_order, tracker.missing()
+    (4, 1, 1, 0)
+    """
+
+    __slots__ = ("seen", "highest", "lowest", "received", "duplicated", "out_of_order")
+
+    def __init__(self) -> None:
+        self.seen: set[int] = set()
+        self.highest = -1
+        self.lowest: int | None = None
+        self.received = 0
+        self.duplicated = 0
+        self.out_of_order = 0
+
+    def record(self, seq: int) -> bool:
+        """Count one arrival; True if it is the first time this number arrived."""
+        if seq in self.seen:
+            self.duplicated += 1
+            return False
+        self.seen.add(seq)
+        self.received += 1
+        if self.lowest is None or seq < self.lowest:
+            self.lowest = seq
+        if seq < self.highest:
+            self.out_of_order += 1
+        else:
+            self.highest = seq
+        return True
+
+    def missing(self) -> int:
+        """Numbers not (yet) arrived between the lowest and the highest seen: the gaps."""
+        if self.lowest is None:
+            return 0
+        return self.highest - self.lowest + 1 - self.received
