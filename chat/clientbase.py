@@ -191,7 +191,7 @@ class ClientBase:
         with self._arrived:
             answers = self._replies.setdefault(topic, [])
         try:
-            for attempt in range(attempts):
+            for _ in range(attempts):
                 self.send(line)
                 deadline = time.monotonic() + timeout_s / attempts
                 with self._arrived:

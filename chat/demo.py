@@ -9,8 +9,8 @@ import threading
 import time
 from dataclasses import dataclass
 
-from chat.tcp.client import ChatClient
 from chat.protocol import Left
+from chat.tcp.client import ChatClient
 from chat.tcp.server import ChatServer, ServerStats
 
 USERS = ("Алиса", "bob", "carol", "Дмитрий")

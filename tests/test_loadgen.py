@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import pytest
-
 from array import array
 
-from chat.lab.loadgen import LoadConfig, merge, run_load
+import pytest
+
 from chat.lab.config import GroupResult, message_text, parse_message_text
+from chat.lab.loadgen import LoadConfig, merge, run_load
 from tests.faulty import FaultyRelay
 
 MESSAGES = 40  # per sender: four of each kind of fault (seq % 10 == 3, 5, 7)

@@ -12,8 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from chat import protocol
-from chat.protocol import framing
-from chat.protocol import ChatMessage, LineDecoder, LineTooLong, PrivateMessage, Reply
+from chat.protocol import ChatMessage, LineDecoder, LineTooLong, PrivateMessage, Reply, framing
 from chat.tcp.server import ChatServer
 from tests.helpers import RawClient, wait_until
 

@@ -6,8 +6,20 @@ import pytest
 
 from chat import protocol
 from chat.protocol import (
-    Action, ChatMessage, Error, Joined, LeaveReason, Left, LineDecoder, LineTooLong,
-    PrivateMessage, PrivateSent, Renamed, Reply, ServerClosing, Unparsed,
+    Action,
+    ChatMessage,
+    Error,
+    Joined,
+    LeaveReason,
+    Left,
+    LineDecoder,
+    LineTooLong,
+    PrivateMessage,
+    PrivateSent,
+    Renamed,
+    Reply,
+    ServerClosing,
+    Unparsed,
 )
 
 STREAM = "привет\nhello\r\n\n🙂 emoji and ё\nlast\n".encode()

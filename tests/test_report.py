@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from chat.reporting import render
-from chat.reporting import facts, numbers, templates
+from chat.reporting import facts, numbers, render, templates
 from chat.reporting import tables as report_tables
 
 ROOT = render.REPORT_DIR.parent

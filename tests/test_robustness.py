@@ -106,7 +106,7 @@ def test_control_characters_in_text_are_made_harmless(arena, raw_clients, payloa
 @pytest.mark.parametrize("name, code", [
     (b"", protocol.NAME_INVALID),  # empty
     (b"   \t ", protocol.NAME_INVALID),  # whitespace only
-    ("x".encode() * 10_000, protocol.LINE_TOO_LONG),  # longer than a line may be
+    (b"x" * 10_000, protocol.LINE_TOO_LONG),  # longer than a line may be
     ("ж".encode() * 40, protocol.NAME_INVALID),  # short line, too many characters
     (b"nul\x00name", protocol.NAME_INVALID),
     (b"cr\rname", protocol.NAME_INVALID),
@@ -117,9 +117,9 @@ def test_control_characters_in_text_are_made_harmless(arena, raw_clients, payloa
     ("аӏісе".encode(), protocol.NAME_TAKEN),  # all Cyrillic, and looks like alice, who is online
     ("аlice".encode(), protocol.NAME_INVALID),  # one Cyrillic а among Latin letters
     ("bօb".encode(), protocol.NAME_INVALID),  # an Armenian օ
-    ("ALICE".encode(), protocol.NAME_TAKEN),
-    ("AIice".encode(), protocol.NAME_TAKEN),  # capital i
-    ("Bob".encode(), protocol.NAME_TAKEN),
+    (b"ALICE", protocol.NAME_TAKEN),
+    (b"AIice", protocol.NAME_TAKEN),  # capital i
+    (b"Bob", protocol.NAME_TAKEN),
 ])
 def test_bad_names_get_a_clear_error_and_may_retry(arena, raw_clients, name, code):
     server, alice, bob = arena

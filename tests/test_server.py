@@ -11,8 +11,17 @@ import pytest
 
 from chat import protocol
 from chat.protocol import (
-    Action, ChatMessage, Error, Joined, LeaveReason, Left, PrivateMessage, PrivateSent,
-    Renamed, Reply, ServerClosing,
+    Action,
+    ChatMessage,
+    Error,
+    Joined,
+    LeaveReason,
+    Left,
+    PrivateMessage,
+    PrivateSent,
+    Renamed,
+    Reply,
+    ServerClosing,
 )
 from chat.tcp.server import ChatServer
 from tests.helpers import wait_until

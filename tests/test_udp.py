@@ -10,10 +10,9 @@ import pytest
 
 from chat import protocol
 from chat.clientbase import Disconnected, NameRefused
-from chat.protocol import Action, ChatMessage, Error, Joined, LeaveReason, Left, PrivateMessage, Renamed, Reply
-from chat.protocol import SequenceTracker
-from chat.reporting.terminal import python_command
 from chat.lab import netloss
+from chat.protocol import Action, ChatMessage, Error, Joined, LeaveReason, Left, PrivateMessage, Renamed, Reply, SequenceTracker
+from chat.reporting.terminal import python_command
 from chat.udp import Faults, UDPChatServer, connect
 from tests.helpers import wait_until
 
@@ -322,7 +321,7 @@ def test_packet_loss_rules_are_added_for_one_port_and_always_removed():
     assert _loss_rules() == []
     with pytest.raises(ZeroDivisionError):
         with netloss.PacketLoss(45679, 0.25):
-            1 / 0
+            1 / 0  # noqa: B018 - an error inside the block
     assert _loss_rules() == []
     leftover = netloss.PacketLoss(45680, 0.25).__enter__()  # as if the run had been killed
     assert len(_loss_rules()) == 2 and leftover

@@ -21,11 +21,11 @@ from dataclasses import dataclass
 
 from chat.lab import netloss
 from chat.lab.harness import ProcessSampler, ServerProcess, cpu_used_between, machine_info, read_thread_cpu
-from chat.tcp.limits import Limits
 from chat.lab.loadgen import LoadConfig, LoadResult, run_load
 from chat.lab.netloss import PacketLoss
 from chat.lab.results import median_of, total_of
 from chat.lab.stats import subsample
+from chat.tcp.limits import Limits
 
 OURS_OPTIONS = {"rate_lines_per_s": 0, "max_clients": 2000}
 NAIVE_OPTIONS: dict = {}

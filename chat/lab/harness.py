@@ -271,7 +271,7 @@ class ProcessSampler:
         server near 1.0 is as busy as its Python code can be.
         """
         busiest, start = 0.0, 0
-        for end, sample in enumerate(self.samples):
+        for sample in self.samples:
             while sample.t_s - self.samples[start].t_s > window_s:
                 start += 1
             span = sample.t_s - self.samples[start].t_s

@@ -12,10 +12,9 @@ import selectors
 import socket
 
 from chat import protocol
-from chat.udp.client import HEARTBEAT_S, JOIN_ATTEMPTS
 from chat.lab.config import now_ns
 from chat.lab.usergroup import RECV_BYTES, SimulatedUser, UserGroup, welcomed
-
+from chat.udp.client import HEARTBEAT_S, JOIN_ATTEMPTS
 
 PONG_PREFIX = protocol.format_event(protocol.Reply("pong", ""))[:-1]  # "= pong:"
 

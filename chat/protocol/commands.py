@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from chat.protocol.events import UNKNOWN_COMMAND, USAGE, Error
 from chat.protocol.framing import sanitize_text
 
+
 @dataclass(frozen=True, slots=True)
 class Say:
     text: str

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from chat.protocol.framing import encode_line
 from chat.protocol.names import NAME_RULES, InvalidName
 
+
 class LeaveReason(enum.Enum):
     """Why a user left; the value is how the reason reads on the wire."""
 

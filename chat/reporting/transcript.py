@@ -56,10 +56,10 @@ def capture_session() -> str:
         server.send_signal(signal.SIGINT)
         try:
             log, _ = server.communicate(timeout=TIMEOUT_S)
-        except subprocess.TimeoutExpired:
+        except subprocess.TimeoutExpired as exc:
             server.kill()
             log, _ = server.communicate()
-            raise RuntimeError(f"the server did not stop within {TIMEOUT_S:g} s of Ctrl+C; it printed:\n{log}")
+            raise RuntimeError(f"the server did not stop within {TIMEOUT_S:g} s of Ctrl+C; it printed:\n{log}") from exc
         return _transcript(banner + log, port, terminals)
     finally:
         for terminal in terminals.values():

@@ -18,7 +18,13 @@ import time
 
 from chat import protocol
 from chat.clientbase import (
-    DEFAULT_KEEP_EVENTS, DEFAULT_TIMEOUT_S, ClientBase, ClientEvent, Disconnected, NameRefused, check_line,
+    DEFAULT_KEEP_EVENTS,
+    DEFAULT_TIMEOUT_S,
+    ClientBase,
+    ClientEvent,
+    Disconnected,
+    NameRefused,
+    check_line,
     stop_thread,
 )
 from chat.protocol import Error, Reply

@@ -11,7 +11,6 @@ from dataclasses import dataclass, fields
 
 from chat.protocol import MAX_LINE_BYTES
 
-
 # A queue must hold at least one block of relayed lines (16 KiB, see chat/session.py) and more.
 MIN_SENDQ_BYTES = 32 * 1024
 MAX_SOCKET_SNDBUF_BYTES = 2**31 - 1  # SO_SNDBUF takes a C int

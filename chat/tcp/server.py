@@ -28,12 +28,21 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from chat import protocol
+from chat.protocol import (
+    Action,
+    Error,
+    Joined,
+    LeaveReason,
+    Left,
+    LineTooLong,
+    PrivateMessage,
+    PrivateSent,
+    Renamed,
+    Reply,
+    ServerClosing,
+)
 from chat.tcp.limits import Limits
 from chat.tcp.outbox import Flusher
-from chat.protocol import (
-    Action, Error, Joined, LeaveReason, Left, LineTooLong, PrivateMessage,
-    PrivateSent, Renamed, Reply, ServerClosing,
-)
 from chat.tcp.session import Session
 
 log = logging.getLogger(__name__)

@@ -17,9 +17,9 @@ import time
 from typing import TYPE_CHECKING
 
 from chat import protocol
+from chat.protocol import Error, LeaveReason, LineTooLong, Reply
 from chat.tcp.limits import TokenBucket
 from chat.tcp.outbox import Outbox
-from chat.protocol import Error, LeaveReason, LineTooLong, Reply
 
 if TYPE_CHECKING:
     from chat.tcp.server import ChatServer

@@ -16,8 +16,7 @@ import time
 
 from chat import protocol
 from chat.clientbase import ClientBase, Disconnected, NameRefused, check_line, stop_thread
-from chat.protocol import Action, ChatMessage, Error, Reply, ServerClosing
-from chat.protocol import SequenceTracker
+from chat.protocol import Action, ChatMessage, Error, Reply, SequenceTracker, ServerClosing
 
 HEARTBEAT_S = 5.0  # a client pings this often; well under the server's member timeout (30 s)
 DEAD_AFTER_HEARTBEATS = 3  # a client that hears nothing for this many heartbeats gives up

@@ -30,7 +30,16 @@ from dataclasses import dataclass, field
 
 from chat import protocol
 from chat.protocol import (
-    Action, ChatMessage, Error, Joined, LeaveReason, Left, PrivateMessage, PrivateSent, Renamed, Reply,
+    Action,
+    ChatMessage,
+    Error,
+    Joined,
+    LeaveReason,
+    Left,
+    PrivateMessage,
+    PrivateSent,
+    Renamed,
+    Reply,
     ServerClosing,
 )
 
