@@ -159,7 +159,7 @@ def test_100_mb_without_a_newline_costs_no_memory(arena, raw_clients, record_pro
     growth = sampler.peak_rss_bytes - sampler.first_rss_bytes
     record_property("rss_growth_bytes", growth)  # for the report (python -m chat report)
     assert growth < MEMORY_GROWTH_LIMIT_BYTES
-    (session,) = [s for s in server._sessions if s.name == "mallory"]
+    (session,) = [s for s in server.sessions() if s.name == "mallory"]
     assert session.decoder.pending_bytes <= LIMITS["max_line_bytes"] + 1
     witnesses_are_fine(server, alice, bob)
 
@@ -323,7 +323,7 @@ def test_a_dropped_flooder_stops_being_relayed_at_once(start_server, raw_clients
     alice.read_until(lambda e: e == Joined("flooder"))
     flooder.send_bytes(b"".join(f"{i}\n".encode() for i in range(2000)))  # 40 s worth at the limit
     alice.read_until(lambda e: isinstance(e, ChatMessage) and e.text == "10")
-    (session,) = [s for s in server._sessions if s.name == "flooder"]
+    (session,) = [s for s in server.sessions() if s.name == "flooder"]
     session.drop(LeaveReason.TOO_SLOW)
     events = alice.read_until(lambda e: isinstance(e, Left), timeout_s=2)
     assert events[-1] == Left("flooder", LeaveReason.TOO_SLOW)

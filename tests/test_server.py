@@ -188,7 +188,7 @@ def test_accepted_sockets_have_nodelay(start_server, raw_clients):
     for nodelay in (True, False):
         server = start_server(nodelay=nodelay)
         raw_clients(server.server_address, "x")
-        (session,) = server._sessions
+        (session,) = server.sessions()
         assert bool(session.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)) is nodelay
 
 
@@ -217,7 +217,7 @@ def test_a_bounded_kernel_send_buffer_gets_a_stalled_client_dropped_sooner(start
     sendq, sndbuf = 64 * 1024, 32 * 1024
     server = start_server(sendq_bytes=sendq, socket_sndbuf_bytes=sndbuf)
     raw_clients(server.server_address, "stalled", rcvbuf_bytes=4096)  # and it never reads
-    (stalled_session,) = server._sessions
+    (stalled_session,) = server.sessions()
     assert stalled_session.sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) <= 2 * sndbuf  # Linux doubles it
     reader = raw_clients(server.server_address, "reader")
     sender = raw_clients(server.server_address, "sender")
@@ -350,14 +350,14 @@ def test_an_unexpected_error_disconnects_only_that_client(start_server, raw_clie
     monkeypatch.setattr(server, "handle_error", lambda session, exc: errors.append(exc))
     alice = raw_clients(server.server_address, "alice")
     bob = raw_clients(server.server_address, "bob")
-    original = server._execute
+    original = server.execute
 
-    def execute(session, command):
+    def execute(session, command, seq=None):
         if session.name == "bob" and isinstance(command, protocol.Who):
             raise RuntimeError("a bug in /who")
-        original(session, command)
+        original(session, command, seq)
 
-    monkeypatch.setattr(server, "_execute", execute)
+    monkeypatch.setattr(server, "execute", execute)
     bob.send_line("/who")
     assert alice.read_until(lambda e: isinstance(e, Left))[-1] == Left("bob", LeaveReason.CONNECTION_LOST)
     assert [str(exc) for exc in errors] == ["a bug in /who"]

@@ -62,6 +62,7 @@ The modules below this package, each pure:
 
     framing     lines out of a byte stream and into bytes; text made safe to show
     events      what the server sends: one dataclass per kind of line, both ways
+    dispatch    what a server does with each command, the same over TCP and UDP
     commands    what a client sends: a typed line parsed into a command
     names       which names are allowed, and which count as the same
     datagrams   one line per UDP datagram, its sequence number, and counting them
@@ -91,6 +92,7 @@ from chat.protocol.datagrams import (
     encode_datagram,
     parse_datagram_command,
 )
+from chat.protocol.dispatch import CommandDispatch
 from chat.protocol.events import (
     LINE_TOO_LONG,
     NAME_INVALID,
@@ -115,9 +117,11 @@ from chat.protocol.events import (
     ServerClosing,
     ServerEvent,
     Unparsed,
+    claimed_name,
     encode_event,
     format_event,
     name_refused,
+    no_such_user,
     parse_event,
     welcome,
     welcome_name,
@@ -140,6 +144,7 @@ from chat.protocol.names import (
 )
 
 __all__ = [
+    "CommandDispatch",
     "COMMAND_HELP",
     "BadCommand",
     "Command",
@@ -183,9 +188,11 @@ __all__ = [
     "ServerClosing",
     "ServerEvent",
     "Unparsed",
+    "claimed_name",
     "encode_event",
     "format_event",
     "name_refused",
+    "no_such_user",
     "parse_event",
     "welcome",
     "welcome_name",

@@ -7,8 +7,8 @@ import enum
 import re
 from dataclasses import dataclass
 
-from chat.protocol.framing import encode_line
-from chat.protocol.names import NAME_RULES, InvalidName
+from chat.protocol.framing import encode_line, sanitize_text
+from chat.protocol.names import MAX_NAME_CHARS, NAME_RULES, InvalidName, name_key, normalize_name
 
 
 class LeaveReason(enum.Enum):
@@ -124,6 +124,27 @@ def name_refused(problem: InvalidName | str) -> Error:
     if isinstance(problem, InvalidName):
         return Error(NAME_INVALID, f"{problem}; names are {NAME_RULES}")
     return Error(NAME_TAKEN, f'"{problem}" is taken (or looks like a name that is); try another')
+
+
+def claimed_name(raw: str) -> tuple[str, str] | Error:
+    """``(name, key)`` for a name a user asks for, or the error that refuses it for breaking the rules.
+
+    Whether the name is free is for the server to say: it alone knows who is here.
+
+    >>> claimed_name("  Bob ")
+    ('Bob', 'bob')
+    """
+    try:
+        name = normalize_name(raw)
+    except InvalidName as exc:
+        return name_refused(exc)
+    return name, name_key(name)
+
+
+def no_such_user(recipient: str) -> Error:
+    """The error for a private message to a name nobody here has."""
+    shown = sanitize_text(recipient[:MAX_NAME_CHARS])
+    return Error(NO_SUCH_USER, f'nobody here is called "{shown}"')
 
 
 def format_event(event: ServerEvent) -> str:

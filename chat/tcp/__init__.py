@@ -11,6 +11,7 @@
 
 from chat.tcp.client import ChatClient, connect
 from chat.tcp.limits import Limits
-from chat.tcp.server import ChatServer, ServerStats
+from chat.tcp.registry import ServerStats
+from chat.tcp.server import ChatServer
 
 __all__ = ["ChatClient", "ChatServer", "Limits", "ServerStats", "connect"]

@@ -7,12 +7,9 @@ Thread model (see ``report/README.md`` for a diagram)::
     chat-flusher       writes every client's queued lines with non-blocking sends
     chat-writer-N      sends client N's backlog when its socket would block
 
-One lock (``ChatServer._lock``) guards the registry of sessions and names.
+One lock guards the registry of sessions and names (:mod:`chat.tcp.registry`).
 It is held for updates of the registry, never during socket I/O: a broadcast
-takes the tuple of members under the lock and queues outside it.  The one
-exception queues a newcomer's welcome (memory only) before it becomes a member,
-so that no broadcast can reach it first.  Lock order: ``ChatServer._lock``,
-then an ``Outbox._lock``, then the ``Flusher._lock``; never the other way.
+takes the tuple of members under the lock and queues outside it.
 """
 
 from __future__ import annotations
@@ -23,13 +20,13 @@ import selectors
 import socket
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from chat import protocol
 from chat.protocol import (
     Action,
+    ChatMessage,
+    CommandDispatch,
     Error,
     Joined,
     LeaveReason,
@@ -43,6 +40,7 @@ from chat.protocol import (
 )
 from chat.tcp.limits import Limits
 from chat.tcp.outbox import Flusher
+from chat.tcp.registry import Registry, ServerStats
 from chat.tcp.session import Session
 
 log = logging.getLogger(__name__)
@@ -53,29 +51,9 @@ ACCEPT_RETRY_S = 0.1  # pause after a failed accept (out of descriptors), instea
 # TCP keepalive: a client that vanishes without a FIN or a reset (cable out, laptop asleep)
 # is found dead after about KEEPALIVE_IDLE_S + KEEPALIVE_COUNT * KEEPALIVE_INTERVAL_S.
 KEEPALIVE_IDLE_S, KEEPALIVE_INTERVAL_S, KEEPALIVE_COUNT = 60, 10, 3
-_SESSION_COUNTERS = ("lines_in", "bytes_in", "deliveries", "bytes_out")
 
 
-@dataclass(frozen=True)
-class ServerStats:
-    """A snapshot of the server's counters."""
-
-    connections_total: int = 0  # accepted since start, refused ones included
-    connections_now: int = 0
-    users_now: int = 0
-    users_peak: int = 0
-    lines_in: int = 0  # lines read from clients
-    deliveries: int = 0  # chat, action and private lines queued to a recipient (one line to 49 others is 49)
-    bytes_in: int = 0
-    bytes_out: int = 0
-    refused_full: int = 0  # connections refused because max_clients were connected
-    registration_timeouts: int = 0
-    leaves: dict[str, int] = field(default_factory=dict)  # users who left, by reason
-    sendq_peak_bytes: int = 0  # the most bytes ever queued for one client (bounded by sendq_bytes)
-    errors: int = 0  # unexpected exceptions handled (a bug if not 0)
-
-
-class ChatServer:
+class ChatServer(CommandDispatch):
     """A multi-user chat over TCP: one reader and one writer thread per client.
 
     Methods for the caller:
@@ -87,6 +65,16 @@ class ChatServer:
     - ``stop()`` (or ``close()``) tells every client the server is shutting
       down, closes everything and joins every thread it started.
     - ``stats()``, ``users()``, ``broadcast()``.
+
+    Methods for sessions (:class:`~chat.tcp.session.Session` calls them from
+    its reader thread, the way a :mod:`socketserver` handler calls its server):
+
+    - ``register(session, line)``: a line from a session that has no name yet;
+    - ``execute(session, command)``: any other command but a chat message
+      (:class:`~chat.protocol.CommandDispatch` says what each one means);
+    - ``broadcast(payload, exclude)``: a block of chat lines for everybody else;
+    - ``retire(session)``: the connection has ended; clean up after it;
+    - ``handle_error(session, exc)``: an unexpected exception in its thread.
 
     Methods that may be overridden:
 
@@ -111,23 +99,15 @@ class ChatServer:
         self._listener.setblocking(False)
         self.server_address: tuple = self._listener.getsockname()[:2]
         self._wake_r, self._wake_w = socket.socketpair()
-        self._lock = threading.Lock()
-        self._sessions: set[Session] = set()  # every open connection
-        self._by_key: dict[str, Session] = {}  # registered users, by name_key
-        self._members: tuple[Session, ...] = ()  # the same users, for broadcasts
+        self._registry = Registry(self.limits.max_clients)
         self._stopping = threading.Event()
         self._accept_thread: threading.Thread | None = None
         self._serving, self._served = threading.Event(), threading.Event()  # serve_forever entered, left
         self._flusher = Flusher()
-        self._counted = Counter()  # totals of closed sessions, and server-wide counts
-        self._leaves: Counter[str] = Counter()
-        self._next_number = 0
-        self._users_peak = 0
-        self._sendq_peak = 0
 
     def __repr__(self) -> str:
         host, port = self.server_address
-        return f"<ChatServer {host}:{port} users={len(self._members)}>"
+        return f"<ChatServer {host}:{port} users={len(self._registry.members())}>"
 
     # -- life cycle -----------------------------------------------------------
 
@@ -168,8 +148,7 @@ class ChatServer:
             self._accept_thread.join(timeout_s)
         self._turn_away_backlog()
         self._listener.close()
-        with self._lock:
-            sessions = list(self._sessions)
+        sessions = self._registry.sessions()
         for session in sessions:
             session.set_leave_reason(LeaveReason.SHUTDOWN)
             session.send_event(ServerClosing())
@@ -222,9 +201,7 @@ class ChatServer:
                 self._abandon(sock, exc)
 
     def _abandon(self, sock: socket.socket, exc: Exception) -> None:
-        with self._lock:
-            for session in [s for s in self._sessions if s.sock is sock]:
-                self._sessions.discard(session)
+        self._registry.forget(lambda session: session.sock is sock)
         self.handle_error(None, exc)
         sock.close()
 
@@ -234,16 +211,8 @@ class ChatServer:
         if self.limits.socket_sndbuf_bytes:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.limits.socket_sndbuf_bytes)
         _keep_alive(sock)
-        with self._lock:
-            self._counted["connections_total"] += 1
-            full = len(self._sessions) >= self.limits.max_clients
-            if full:
-                self._counted["refused_full"] += 1
-            else:
-                self._next_number += 1
-                session = Session(self, sock, address, self._next_number)
-                self._sessions.add(session)
-        if full:
+        session = self._registry.open(lambda number: Session(self, sock, address, number, self._flusher))
+        if session is None:
             log.warning("refused %s:%s: at the limit of %d connections", *address[:2], self.limits.max_clients)
             self._refuse(sock, Error(protocol.SERVER_FULL, f"the server is at its limit of "
                                                            f"{self.limits.max_clients} connections; try again later"))
@@ -273,10 +242,13 @@ class ChatServer:
 
     # -- the registry -----------------------------------------------------------
 
+    def sessions(self) -> list[Session]:
+        """Every open connection, registered or not (for tests and tools; the server keeps its own)."""
+        return self._registry.sessions()
+
     def users(self) -> list[str]:
         """Names of the registered users, sorted."""
-        with self._lock:
-            members = self._members
+        members = self._registry.members()
         return sorted((member.name for member in members), key=str.casefold)
 
     def broadcast(self, payload: bytes, exclude: Session | None = None) -> int:
@@ -285,57 +257,48 @@ class ChatServer:
         Returns how many users it was queued for.  A user whose outbox is full
         is dropped as too slow; nobody else waits for it.
         """
-        with self._lock:
-            members = self._members
+        members = self._registry.members()
         queued = 0
         for member in members:
             if member is not exclude and member.send_bytes(payload):
                 queued += 1
         return queued
 
+    def register(self, session: Session, line: str | LineTooLong) -> None:
+        """A line from ``session`` before it has a name: its name, or ``/quit``."""
+        match line:
+            case LineTooLong(limit):
+                session.send_event(_line_too_long(limit))
+            case str(raw) if raw.lower().startswith("/quit"):
+                session.set_leave_reason(LeaveReason.QUIT)
+            case str(raw):
+                self._register(session, raw)
+
     def _register(self, session: Session, raw: str) -> None:
-        try:
-            name = protocol.normalize_name(raw)
-        except protocol.InvalidName as exc:
-            session.send_event(protocol.name_refused(exc))
+        claimed = protocol.claimed_name(raw)
+        if isinstance(claimed, Error):
+            session.send_event(claimed)
             return
-        key = protocol.name_key(name)
-        with self._lock:
-            taken = key in self._by_key
-            # Queued before the newcomer is a member, so no broadcast can reach it before its
-            # welcome.  Queuing only appends to memory: no socket I/O under the lock.
-            welcomed = not taken and session.outbox.put(
-                protocol.encode_event(protocol.welcome(name, len(self._members) + 1)))
-            if welcomed:
-                session.name, session.key = name, key
-                self._by_key[key] = session
-                self._members += (session,)
-                self._users_peak = max(self._users_peak, len(self._members))
-        if taken:
+        name, key = claimed
+        # The welcome is queued before the newcomer is a member, so no broadcast can reach it first.
+        outcome = self._registry.admit(session, name, key, lambda online: protocol.encode_event(protocol.welcome(name, online)))
+        if outcome == "taken":
             session.send_event(protocol.name_refused(name))
             return
-        if not welcomed:  # its queue is full of replies it never read: it is not reading
+        if outcome == "not-reading":  # its queue is full of replies it never read
             session.drop(LeaveReason.TOO_SLOW)
             return
         self._announce(Joined(name), exclude=session)
         log.info("%s joined from %s:%s", name, *session.address[:2])
 
-    def _rename(self, session: Session, raw: str) -> None:
-        try:
-            new = protocol.normalize_name(raw)
-        except protocol.InvalidName as exc:
-            session.send_event(protocol.name_refused(exc))
+    def rename(self, session: Session, raw: str) -> None:
+        claimed = protocol.claimed_name(raw)
+        if isinstance(claimed, Error):
+            session.send_event(claimed)
             return
-        key = protocol.name_key(new)
-        with self._lock:
-            holder = self._by_key.get(key)
-            free = holder is None or holder is session
-            if free:
-                old = session.name
-                del self._by_key[session.key]
-                self._by_key[key] = session
-                session.name, session.key = new, key
-        if not free:
+        new, key = claimed
+        old = self._registry.rename(session, new, key)
+        if old is None:
             session.send_event(protocol.name_refused(new))
             return
         if old == new:
@@ -343,16 +306,10 @@ class ChatServer:
         else:
             self._announce(Renamed(old, new))
 
-    def _retire(self, session: Session) -> None:
+    def retire(self, session: Session) -> None:
         """Clean up after a connection, in its reader thread; nothing here may raise."""
         reason = session.leave_reason or LeaveReason.CONNECTION_LOST
-        with self._lock:
-            was_member = session.key is not None and self._by_key.get(session.key) is session
-            if was_member:
-                del self._by_key[session.key]
-                self._members = tuple(member for member in self._members if member is not session)
-                self._leaves[reason.value] += 1
-        if was_member:
+        if self._registry.remove(session, reason.value):
             self._leave(session, reason)
         session.outbox.close()
         session.writer.join(SHUTDOWN_GRACE_S)
@@ -360,7 +317,7 @@ class ChatServer:
             session.drop(reason)
             session.writer.join(SHUTDOWN_GRACE_S)
         session.sock.close()
-        self._count_closed(session)
+        self._registry.close(session)
 
     def _leave(self, session: Session, reason: LeaveReason) -> None:
         event = Left(session.name, reason, session.leave_detail)
@@ -369,58 +326,37 @@ class ChatServer:
         self._emit(event)
         log.info("%s left (%s)", session.name, reason.value)
 
-    def _count_closed(self, session: Session) -> None:
-        """Move a closed session's counters into the totals (it leaves the live set here)."""
-        with self._lock:
-            self._sessions.discard(session)
-            for name in _SESSION_COUNTERS:
-                self._counted[name] += getattr(session, name)
-            self._counted["registration_timeouts"] += session.timed_out
-            self._sendq_peak = max(self._sendq_peak, session.outbox.peak_queued_bytes)
+    # -- commands (the hooks of CommandDispatch) ------------------------------------
 
-    # -- commands -------------------------------------------------------------
+    def say(self, session: Session, text: str, seq: int | None) -> None:
+        """A chat message that came alone (the reader relays runs of them itself, in blocks)."""
+        session.deliveries += self.broadcast(protocol.encode_event(ChatMessage(session.name, text)), exclude=session)
 
-    def _execute(self, session: Session, command) -> None:
-        """Carry out one line from ``session`` (in its reader thread)."""
-        match command:
-            case LineTooLong(limit):
-                session.send_event(Error(protocol.LINE_TOO_LONG, f"lines are limited to {limit} bytes; that one was discarded"))
-            case str(raw) if session.name is None:
-                if raw.lower().startswith("/quit"):
-                    session.set_leave_reason(LeaveReason.QUIT)
-                else:
-                    self._register(session, raw)
-            case protocol.Me(text):
-                event = Action(session.name, protocol.sanitize_text(text))
-                session.deliveries += self.broadcast(protocol.encode_event(event), exclude=session)
-            case protocol.Msg(recipient, text):
-                self._send_private(session, recipient, protocol.sanitize_text(text))
-            case protocol.Nick(name):
-                self._rename(session, name)
-            case protocol.Who():
-                names = self.users()
-                session.send_event(Reply("who", f"{len(names)} online: {', '.join(names)}"))
-            case protocol.Help():
-                for usage, meaning in protocol.COMMAND_HELP:
-                    session.send_event(Reply("help", f"{usage} - {meaning}"))
-            case protocol.Quit(reason):
-                session.set_leave_reason(LeaveReason.QUIT, protocol.sanitize_text(reason))
-                session.send_event(Reply("bye", "see you"))
-            case protocol.BadCommand(error):
-                session.send_event(error)
-            case protocol.Empty():
-                pass
+    def act(self, session: Session, text: str, seq: int | None) -> None:
+        session.deliveries += self.broadcast(protocol.encode_event(Action(session.name, text)), exclude=session)
 
-    def _send_private(self, session: Session, recipient: str, text: str) -> None:
-        with self._lock:
-            target = self._by_key.get(protocol.name_key(recipient))
+    def send_private(self, session: Session, recipient: str, text: str) -> None:
+        target = self._registry.find(protocol.name_key(recipient))
         if target is None:
-            shown = protocol.sanitize_text(recipient[: protocol.MAX_NAME_CHARS])
-            session.send_event(Error(protocol.NO_SUCH_USER, f'nobody here is called "{shown}"'))
+            session.send_event(protocol.no_such_user(recipient))
             return
         if target.send_bytes(protocol.encode_event(PrivateMessage(session.name, text))):
             session.deliveries += 1
         session.send_event(PrivateSent(target.name, text))
+
+    def reply(self, session: Session, event: protocol.ServerEvent) -> None:
+        session.send_event(event)
+
+    def quit(self, session: Session, reason: str) -> None:
+        session.set_leave_reason(LeaveReason.QUIT, reason)
+        session.send_event(Reply("bye", "see you"))
+
+    def execute_other(self, session: Session, command, seq: int | None) -> None:
+        match command:
+            case LineTooLong(limit):
+                session.send_event(_line_too_long(limit))
+            case _:
+                super().execute_other(session, command, seq)
 
     def _announce(self, event: protocol.ServerEvent, exclude: Session | None = None) -> None:
         self.broadcast(protocol.encode_event(event), exclude=exclude)
@@ -438,37 +374,16 @@ class ChatServer:
 
     def stats(self) -> ServerStats:
         """The counters now: closed connections plus the live ones."""
-        with self._lock:
-            live = list(self._sessions)
-            totals = Counter(self._counted)
-            leaves = dict(self._leaves)
-            users_now, users_peak = len(self._members), self._users_peak
-        sendq_peak = self._sendq_peak
-        for session in live:
-            for name in _SESSION_COUNTERS:
-                totals[name] += getattr(session, name)
-            sendq_peak = max(sendq_peak, session.outbox.peak_queued_bytes)
-        return ServerStats(
-            connections_total=totals["connections_total"],
-            connections_now=len(live),
-            users_now=users_now,
-            users_peak=users_peak,
-            lines_in=totals["lines_in"],
-            deliveries=totals["deliveries"],
-            bytes_in=totals["bytes_in"],
-            bytes_out=totals["bytes_out"],
-            refused_full=totals["refused_full"],
-            registration_timeouts=totals["registration_timeouts"],
-            leaves=leaves,
-            sendq_peak_bytes=sendq_peak,
-            errors=totals["errors"],
-        )
+        return self._registry.stats()
 
     def handle_error(self, session: Session | None, exc: BaseException) -> None:
         """Log an unexpected exception from ``session``'s thread (None: while accepting); it is then disconnected."""
-        with self._lock:
-            self._counted["errors"] += 1
+        self._registry.count("errors")
         log.error("error serving %r", session or "a new connection", exc_info=exc)
+
+
+def _line_too_long(limit: int) -> Error:
+    return Error(protocol.LINE_TOO_LONG, f"lines are limited to {limit} bytes; that one was discarded")
 
 
 def _keep_alive(sock: socket.socket) -> None:

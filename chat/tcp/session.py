@@ -3,7 +3,7 @@
 The reader owns the connection: it registers the name, turns lines into
 commands, relays chat messages, and cleans up when the connection ends.  The
 writer sends whatever the server's flusher could not send without blocking
-(see :mod:`chat.outbox`), so a client that stops reading stalls nothing but
+(see :mod:`chat.tcp.outbox`), so a client that stops reading stalls nothing but
 its own writer.
 """
 
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from chat import protocol
 from chat.protocol import Error, LeaveReason, LineTooLong, Reply
 from chat.tcp.limits import TokenBucket
-from chat.tcp.outbox import Outbox
+from chat.tcp.outbox import Flusher, Outbox
 
 if TYPE_CHECKING:
     from chat.tcp.server import ChatServer
@@ -36,7 +36,7 @@ HELLO = Reply("hello", f"chat lab; send your name ({protocol.NAME_RULES})")
 class Session:
     """A connection from accept to close.  Created and driven by :class:`ChatServer`."""
 
-    def __init__(self, server: ChatServer, sock: socket.socket, address: tuple, number: int) -> None:
+    def __init__(self, server: ChatServer, sock: socket.socket, address: tuple, number: int, flusher: Flusher) -> None:
         limits = server.limits
         self.server = server
         self.sock = sock
@@ -44,7 +44,7 @@ class Session:
         self.number = number
         self.name: str | None = None  # set once registered
         self.key: str | None = None
-        self.outbox = Outbox(limits.sendq_bytes, sock, server._flusher)
+        self.outbox = Outbox(limits.sendq_bytes, sock, flusher)
         self.decoder = protocol.LineDecoder(limits.max_line_bytes)
         self.bucket = (
             TokenBucket(limits.rate_lines_per_s, limits.rate_burst_lines, time.monotonic())
@@ -132,7 +132,7 @@ class Session:
             self.set_leave_reason(LeaveReason.CONNECTION_LOST)
             self.server.handle_error(self, exc)
         finally:
-            self.server._retire(self)
+            self.server.retire(self)
 
     def _read_until_done(self) -> None:
         while not self.leaving.is_set():
@@ -178,21 +178,21 @@ class Session:
                 return
             batch_bytes = batch_bytes if batch else 0  # a pause relays the batch
             self.lines_in += 1
-            if self.name is not None and type(item) is str:
-                command = protocol.parse_command(item)
-                if type(command) is protocol.Say:
-                    text = protocol.sanitize_text(command.text)
-                    batch.append(protocol.encode_event(protocol.ChatMessage(self.name, text)))
-                    batch_bytes += len(batch[-1])
-                    if batch_bytes >= BATCH_BYTES:
-                        self._relay(batch)
-                        batch_bytes = 0
-                    continue
-            else:
-                command = item
+            if self.name is None:  # registration: the first lines are a name (or /quit)
+                self.server.register(self, item)
+                continue
+            command = protocol.parse_command(item) if type(item) is str else item
+            if type(command) is protocol.Say:
+                text = protocol.sanitize_text(command.text)
+                batch.append(protocol.encode_event(protocol.ChatMessage(self.name, text)))
+                batch_bytes += len(batch[-1])
+                if batch_bytes >= BATCH_BYTES:
+                    self._relay(batch)
+                    batch_bytes = 0
+                continue
             self._relay(batch)
             batch_bytes = 0
-            self.server._execute(self, command)
+            self.server.execute(self, command)
         self._relay(batch)
 
     def _must_stop(self) -> bool:

@@ -32,6 +32,7 @@ from chat import protocol
 from chat.protocol import (
     Action,
     ChatMessage,
+    CommandDispatch,
     Error,
     Joined,
     LeaveReason,
@@ -98,13 +99,18 @@ class UDPServerStats:
     errors: int = 0  # unexpected exceptions handled (a bug if not 0)
 
 
-class UDPChatServer:
-    """The UDP chat server.  Life cycle as :class:`chat.server.ChatServer`.
+class UDPChatServer(CommandDispatch):
+    """The UDP chat server.  Life cycle as :class:`chat.tcp.server.ChatServer`.
 
     Methods for the caller: ``start()``, ``serve_forever()``, ``stop()``/``close()``,
     ``server_address``, ``users()``, ``stats()``; a context manager.
     Methods that may be overridden: ``handle_error(address, exc)``.
+
+    What each command means is :class:`~chat.protocol.CommandDispatch`'s, as
+    for the TCP server; the hooks here send datagrams.
     """
+
+    help_lines = (*protocol.COMMAND_HELP, ("/ping", "a heartbeat: tells the server you are here"))
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *, member_timeout_s: float = MEMBER_TIMEOUT_S,
                  max_payload_bytes: int = protocol.MAX_DATAGRAM_BYTES, max_members: int = 500,
@@ -220,7 +226,7 @@ class UDPChatServer:
             return
         member = self._members[key]
         member.last_seen = now
-        self._execute(member, command, seq)
+        self.execute(member, command, seq)
 
     def _handle_stranger(self, command, address: tuple, now: float) -> None:
         match command:
@@ -231,35 +237,32 @@ class UDPChatServer:
             case _:
                 self._refuse(address, Error(protocol.NOT_JOINED, "send /join NAME first"))
 
-    def _execute(self, member: Member, command, seq: int | None) -> None:
+    # -- commands (the hooks of CommandDispatch) ----------------------------------------------------
+
+    def say(self, member: Member, text: str, seq: int | None) -> None:
+        self._relay(member, ChatMessage(member.name, text), seq)
+
+    def act(self, member: Member, text: str, seq: int | None) -> None:
+        self._relay(member, Action(member.name, text), seq)
+
+    def reply(self, member: Member, event) -> None:
+        self._reply(member.address, event)
+
+    def quit(self, member: Member, reason: str) -> None:
+        self._reply(member.address, Reply("bye", "see you"))
+        self._leave(member, LeaveReason.QUIT, reason)
+
+    def execute_other(self, member: Member, command, seq: int | None) -> None:
         match command:
-            case protocol.Say(text):
-                self._relay(member, ChatMessage(member.name, protocol.sanitize_text(text)), seq)
-            case protocol.Me(text):
-                self._relay(member, Action(member.name, protocol.sanitize_text(text)), seq)
-            case protocol.Msg(recipient, text):
-                self._send_private(member, recipient, protocol.sanitize_text(text))
-            case protocol.Nick(raw):
-                self._rename(member, raw)
-            case protocol.Who():
-                self._reply(member.address, self._who())
-            case protocol.Help():
-                for usage, meaning in (*protocol.COMMAND_HELP, ("/ping", "a heartbeat: tells the server you are here")):
-                    self._reply(member.address, Reply("help", f"{usage} - {meaning}"))
             case protocol.Ping():
                 self._reply(member.address, Reply("pong", "ok"))
-            case protocol.Quit(reason):
-                self._reply(member.address, Reply("bye", "see you"))
-                self._leave(member, LeaveReason.QUIT, protocol.sanitize_text(reason))
             case protocol.Join(raw) if self._same_name(raw, member):
                 # The welcome was lost and the join resent: welcome again.
                 self._reply(member.address, protocol.welcome(member.name, len(self._members)))
             case protocol.Join():
                 self._refuse(member.address, Error(protocol.USAGE, f"you are {member.name} already; /nick changes it"))
-            case protocol.BadCommand(error):
-                self._reply(member.address, error)
-            case protocol.Empty():
-                pass
+            case _:
+                super().execute_other(member, command, seq)
 
     # -- members ---------------------------------------------------------------------------------------
 
@@ -269,12 +272,10 @@ class UDPChatServer:
 
     @staticmethod
     def _same_name(raw: str, member: Member) -> bool:
-        try:
-            return protocol.name_key(protocol.normalize_name(raw)) == protocol.name_key(member.name)
-        except protocol.InvalidName:
-            return False
+        claimed = protocol.claimed_name(raw)
+        return not isinstance(claimed, Error) and claimed[1] == protocol.name_key(member.name)
 
-    def _who(self) -> Reply:
+    def who(self) -> Reply:
         """Who is online, cut short if needed so that the reply fits in one datagram."""
         names = self.users()
         for shown in range(len(names), -1, -1):
@@ -285,12 +286,11 @@ class UDPChatServer:
         return Reply("who", f"{len(names)} online")
 
     def _join(self, raw: str, address: tuple, now: float) -> None:
-        try:
-            name = protocol.normalize_name(raw)
-        except protocol.InvalidName as exc:
-            self._refuse(address, protocol.name_refused(exc))
+        claimed = protocol.claimed_name(raw)
+        if isinstance(claimed, Error):
+            self._refuse(address, claimed)
             return
-        key = protocol.name_key(name)
+        name, key = claimed
         if key in self._members:
             self._refuse(address, protocol.name_refused(name))
             return
@@ -305,13 +305,13 @@ class UDPChatServer:
         self._announce(Joined(name), exclude=key)
         log.info("%s joined from %s:%s", name, *address[:2])
 
-    def _rename(self, member: Member, raw: str) -> None:
-        try:
-            new = protocol.normalize_name(raw)
-        except protocol.InvalidName as exc:
-            self._refuse(member.address, protocol.name_refused(exc))
+    def rename(self, member: Member, raw: str) -> None:
+        claimed = protocol.claimed_name(raw)
+        if isinstance(claimed, Error):
+            self._refuse(member.address, claimed)
             return
-        old_key, new_key = protocol.name_key(member.name), protocol.name_key(new)
+        new, new_key = claimed
+        old_key = protocol.name_key(member.name)
         if new_key != old_key and new_key in self._members:
             self._refuse(member.address, protocol.name_refused(new))
             return
@@ -351,11 +351,10 @@ class UDPChatServer:
             if member is not sender:
                 self._send_faulty(payload, member.address)
 
-    def _send_private(self, sender: Member, recipient: str, text: str) -> None:
+    def send_private(self, sender: Member, recipient: str, text: str) -> None:
         target = self._members.get(protocol.name_key(recipient))
         if target is None:
-            shown = protocol.sanitize_text(recipient[: protocol.MAX_NAME_CHARS])
-            self._refuse(sender.address, Error(protocol.NO_SUCH_USER, f'nobody here is called "{shown}"'))
+            self._refuse(sender.address, protocol.no_such_user(recipient))
             return
         self._send_faulty(protocol.encode_datagram(protocol.format_event(PrivateMessage(sender.name, text))), target.address)
         self._reply(sender.address, PrivateSent(target.name, text))
