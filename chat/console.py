@@ -236,7 +236,7 @@ class TerminalConsole:
 def run(host: str, port: int, name: str | None, client_class: type = ChatClient) -> int:
     """Chat until the user quits or the server goes away; returns the exit code.
 
-    ``client_class`` is :class:`~chat.client.ChatClient` (TCP) or
+    ``client_class`` is :class:`~chat.tcp.client.ChatClient` (TCP) or
     :class:`~chat.udp.UDPChatClient`: the console is the same.
     """
     console = TerminalConsole() if sys.stdin.isatty() and sys.stdout.isatty() else PipeConsole()
@@ -253,17 +253,7 @@ def run(host: str, port: int, name: str | None, client_class: type = ChatClient)
     client_is_closing = threading.Event()
     client = client_class(timeout_s=10.0, on_event=on_event)
     try:
-        try:
-            client.open((host, port))
-        except OSError as exc:
-            console.note(f"can't reach the chat server at {host}:{port}: {exc}")
-            return EXIT_UNREACHABLE
-        refused_exit = _register(client, console, name, gone)
-        if refused_exit is not None:
-            client_is_closing.set()
-            client.close()
-            return refused_exit
-        return _chat(client, console, gone, client_is_closing)
+        return _connect_and_chat(client, console, (host, port), name, gone, client_is_closing)
     except KeyboardInterrupt:  # Ctrl+C outside the chat loop: asked for a name, or just welcomed
         client_is_closing.set()
         if client.name is not None:
@@ -273,6 +263,22 @@ def run(host: str, port: int, name: str | None, client_class: type = ChatClient)
         return EXIT_OK
     finally:
         console.close()
+
+
+def _connect_and_chat(client: ChatClient, console, address: tuple, name: str | None, gone: threading.Event,
+                      client_is_closing: threading.Event) -> int:
+    """Connect, register, chat; the exit code."""
+    try:
+        client.open(address)
+    except OSError as exc:
+        console.note(f"can't reach the chat server at {address[0]}:{address[1]}: {exc}")
+        return EXIT_UNREACHABLE
+    refused_exit = _register(client, console, name, gone)
+    if refused_exit is not None:
+        client_is_closing.set()
+        client.close()
+        return refused_exit
+    return _chat(client, console, gone, client_is_closing)
 
 
 def _register(client: ChatClient, console, name: str | None, gone: threading.Event) -> int | None:

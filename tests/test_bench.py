@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from chat.lab import bench
+from chat.lab import bench, measure
 from chat.lab import results as lab_results
 from chat.reporting import plots
 from chat.reporting.terminal import python_command
@@ -193,7 +193,7 @@ def test_thread_cpu_is_read_per_kind_of_thread():
 
 
 def test_thread_cpu_readings_keep_the_last_whole_one_between_the_last_delivery_and_the_first_leave():
-    readings = bench.ThreadCpuReadings(server=None)
+    readings = measure.ThreadCpuReadings(server=None)
     role = lambda seconds, threads=3: {"chat-reader": {"threads": threads, "cpu_s": seconds}}
     second = 1_000_000_000
     readings._readings = [(0, role(1.0)), (1 * second, role(2.5)), (2 * second, role(4.0)),

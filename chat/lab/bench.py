@@ -16,24 +16,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from contextlib import ExitStack
 from dataclasses import dataclass
 
 from chat.lab import netloss
-from chat.lab.harness import ProcessSampler, ServerProcess, cpu_used_between, machine_info, read_thread_cpu
-from chat.lab.loadgen import LoadConfig, LoadResult, run_load
-from chat.lab.netloss import PacketLoss
+from chat.lab.harness import ProcessSampler, ServerProcess, machine_info
+from chat.lab.loadgen import LoadConfig, run_load
+from chat.lab.measure import Step, measure, measure_points, result_row
 from chat.lab.results import median_of, total_of
-from chat.lab.stats import subsample
 from chat.tcp.limits import Limits
-
-OURS_OPTIONS = {"rate_lines_per_s": 0, "max_clients": 2000}
-NAIVE_OPTIONS: dict = {}
-KEEP_SAMPLES = 4000  # latency samples stored per run, for CDF plots
-PER_SENDER_MAX = 50  # runs with up to this many senders store each sender's counts (beyond: only the summary)
-USERS_PER_PROCESS = 500  # users per generator process (beyond 100 a group waits with epoll, see usergroup)
-
-Step = Callable[[str], None]  # told what is about to run, for progress bars
 
 
 @dataclass(frozen=True)
@@ -49,169 +39,6 @@ class Mode:
 QUICK = Mode("quick", seconds=2.0, deliveries=600_000, reps=1)
 FULL = Mode("full", seconds=8.0, deliveries=15_000_000, reps=3)
 MODES = {"quick": QUICK, "full": FULL}
-
-
-def measure(kind: str, config: LoadConfig, step: Step | None = None, label: str = "",
-            processes: int | None = None, packet_loss: float = 0.0, window_s: float | None = None,
-            thread_cpu: bool = False, **server_options) -> dict:
-    """Run one load against a fresh server process; return one row of results.
-
-    ``processes`` is the number of generator processes (default: one per
-    ``USERS_PER_PROCESS`` users).  ``packet_loss`` drops
-    that share of the packets to and from the server's port, in the kernel,
-    from the moment every user has joined (see :mod:`chat.netloss`).  With
-    ``config.keep_send_times`` the row also has the latency of the messages
-    sent in the first ``window_s`` seconds, or, without it, until the server
-    dropped its first user as too slow.  With ``thread_cpu`` (our server) the row
-    also has the CPU time of each kind of server thread from the start of
-    sending to a moment after the last delivery (see :class:`ThreadCpuReadings`).
-    """
-    options = {**(OURS_OPTIONS if kind == "ours" else NAIVE_OPTIONS if kind == "naive" else {}), **server_options}
-    if step is not None:
-        step(label or f"{kind}, {config.users} users")
-    if processes is None:
-        processes = max(1, -(-config.users // USERS_PER_PROCESS))
-    with ServerProcess(kind, **options) as server, ProcessSampler(server.pid) as sampler, ExitStack() as loss:
-        idle_rss = sampler.first_rss_bytes or 0
-        readings = ThreadCpuReadings(server) if thread_cpu else None
-
-        def before_start() -> None:  # every user has joined; the clock starts next
-            if readings is not None:
-                readings.start()
-            if packet_loss:
-                loss.enter_context(PacketLoss(server.address[1], packet_loss, config.transport))
-
-        window_end = None
-        if config.keep_send_times:
-            window_end = (lambda start_ns: start_ns + int(window_s * 1e9)) if window_s is not None else \
-                (lambda start_ns: min(server.stats().get("too_slow_drops_ns", []), default=None))
-        result = run_load(server.address, config, processes=processes, before_start=before_start,
-                          window_end=window_end, progress=readings.read if readings is not None else None)
-        loss.close()
-        counters = server.stats()
-    row = _row(kind, options, result, counters, sampler, idle_rss)
-    if readings is not None:
-        row["server_cpu_by_thread"], row["server_cpu_window_s"] = readings.used_until(
-            counters.get("first_leave_ns"), result.last_delivery_ns)
-    row["drain_idle_s"] = config.drain_idle_s
-    row["generator_processes"] = processes
-    row["transport"] = config.transport
-    row["packet_loss"] = packet_loss
-    return row
-
-
-class ThreadCpuReadings:
-    """CPU time of each kind of server thread, read from outside the server while a load runs.
-
-    /proc forgets a thread's time when it ends, and the server's threads end
-    as the users leave, so the readings are taken while the load runs (from
-    this process, not the server's), and the one kept is the last that came
-    after the last delivery and before the first user left, with every thread
-    still there.  Runs that measure this keep their users connected for
-    ``drain_idle_s`` after the last line (``stop_when_complete=False``), so
-    with ``interval_s`` below that, such a reading exists.
-    """
-
-    def __init__(self, server: ServerProcess, interval_s: float = 0.5) -> None:
-        self._server = server
-        self._interval_ns = int(interval_s * 1e9)
-        self._names: dict[int, str] = {}
-        self._readings: list[tuple[int, dict]] = []  # (time.monotonic_ns() once read, reading)
-
-    def start(self) -> None:
-        """Take the first reading: every user has joined, sending starts."""
-        self._names = self._server.thread_names()
-        self._readings = [self._read()]
-
-    def _read(self) -> tuple[int, dict]:
-        reading = read_thread_cpu(self._server.pid, self._names)
-        return time.monotonic_ns(), reading  # the time after the reading: every thread was there until then
-
-    def read(self, elapsed_s: float, sending_s: float) -> None:
-        """The load's progress callback: from the last second of sending on, read every ``interval_s``.
-
-        Not before: reading a thousand threads' counters takes CPU from the
-        machine the server and the generator share.
-        """
-        if elapsed_s < sending_s - 1.0:
-            return
-        if self._readings and time.monotonic_ns() - self._readings[-1][0] >= self._interval_ns:
-            self._readings.append(self._read())
-
-    def used_until(self, end_ns: int | None, after_ns: int | None = None) -> tuple[dict | None, float | None]:
-        """Each kind's CPU from the first reading to the kept one, and the time between them (s).
-
-        The kept reading is the last one taken after ``after_ns`` (the last
-        delivery) and before ``end_ns`` (the first leave) that still found
-        every thread of the first; (None, None) if there is none.
-        """
-        if not self._readings:
-            return None, None
-        (start_ns, first) = self._readings[0]
-        threads = lambda reading: sum(role["threads"] for role in reading.values())
-        kept = [(taken_ns, reading) for taken_ns, reading in self._readings[1:]
-                if (end_ns is None or taken_ns <= end_ns) and (after_ns is None or taken_ns >= after_ns)
-                and threads(reading) >= threads(first)]
-        if not kept:
-            return None, None
-        last_ns, last = kept[-1]
-        return cpu_used_between(first, last), round((last_ns - start_ns) / 1e9, 2)
-
-
-def _row(kind: str, options: dict, result: LoadResult, counters: dict, sampler: ProcessSampler, idle_rss: int) -> dict:
-    return {
-        "server": kind,
-        "server_options": options,
-        "users": result.config.users,
-        "senders": result.config.sender_count,
-        "stalled_users": result.config.stalled_users,
-        "offered_per_s": result.config.rate_per_s,
-        "message_bytes": result.config.message_bytes,
-        "alphabet": result.config.alphabet,
-        "sent": result.sent,
-        "unsent": result.unsent,
-        "expected": result.expected,
-        "delivered": result.delivered,
-        "lost": result.lost,
-        "duplicated": result.duplicated,
-        "out_of_order": result.out_of_order,
-        "garbled": result.garbled,
-        "duration_s": round(result.duration_s, 4),
-        "deliveries_per_s": round(result.deliveries_per_s, 1),
-        "latency_ms": {key: round(value, 4) for key, value in result.latency_ms.items()},
-        "send_lag_ms": {key: round(value, 4) for key, value in result.send_lag_ms.items()},
-        "window_s": None if result.window_s is None else round(result.window_s, 4),
-        "latency_window_ms": None if result.latency_window_ms is None else
-        {key: round(value, 4) for key, value in result.latency_window_ms.items()},
-        "senders_with_loss": sum(1 for counts in result.per_sender.values() if counts["lost"]),
-        "senders_out_of_order": sum(1 for counts in result.per_sender.values() if counts["out_of_order"]),
-        "per_sender": result.per_sender if len(result.per_sender) <= PER_SENDER_MAX else None,
-        "receivers_closed": len(result.receivers_closed),
-        "timed_out": result.timed_out,
-        "server_left": counters.get("leaves", {}),
-        "sendq_peak_bytes": counters.get("sendq_peak_bytes", 0),
-        "server_rss_idle_bytes": idle_rss,
-        "server_rss_peak_bytes": sampler.peak_rss_bytes,
-        "server_threads_peak": max((sample.threads for sample in sampler.samples), default=0),
-        "server_cpu_peak": sampler.peak_cpu_busy(),  # CPU-seconds per second over its busiest second
-        "latency_samples_ms": [round(value, 3) for value in subsample(result.latency_samples_ms, KEEP_SAMPLES)],
-    }
-
-
-def measure_points(points: list[tuple], reps: int, step: Step | None) -> list[dict]:
-    """Run ``(kind, config, label, server_options)`` points ``reps`` times, interleaved.
-
-    Interleaving (A, B, A, B, ...) spreads the machine's noise over both
-    sides of a comparison instead of giving all of it to one.
-    """
-    runs = []
-    for rep in range(reps):
-        for kind, config, label, options in points:
-            suffix = f" (run {rep + 1} of {reps})" if reps > 1 else ""
-            row = measure(kind, config, step, label + suffix, **options)
-            row["rep"] = rep
-            runs.append(row)
-    return runs
 
 
 def _rate_config(users: int, rate_per_s: float, mode: Mode, **overrides) -> LoadConfig:
@@ -328,6 +155,12 @@ def slow_consumer(mode: Mode, step: Step | None = None) -> dict:
     a run without it (each baseline runs right after its stalled run, with
     that run's window).
     """
+    runs = _slow_consumer_runs(mode, step)
+    return _scenario("slow-consumer", mode, runs, _slow_consumer_targets(runs))
+
+
+def _slow_consumer_runs(mode: Mode, step: Step | None) -> list[dict]:
+    """Each repetition: a stalled run, then a baseline over the stalled run's window, for each server."""
     sized = Mode(mode.name, seconds=4.0 if mode is QUICK else 10.0, deliveries=0, reps=mode.reps)
     runs = []
     for rep in range(mode.reps):
@@ -340,6 +173,10 @@ def slow_consumer(mode: Mode, step: Step | None = None) -> dict:
             config = _rate_config(20, 4000, sized, message_bytes=512, keep_send_times=True)  # the same load, nobody stalled
             baseline = measure(kind, config, step, f"slow consumer: {kind}, baseline{suffix}", window_s=stalled["window_s"])
             runs += [{**stalled, "rep": rep}, {**baseline, "rep": rep}]
+    return runs
+
+
+def _slow_consumer_targets(runs: list[dict]) -> list[dict]:
     p99_base = median_of(runs, "latency_window_ms.p99", server="ours", stalled_users=0)
     p99_stalled = median_of(runs, "latency_window_ms.p99", server="ours", stalled_users=1)
     p99_stalled_whole_run = median_of(runs, "latency_ms.p99", server="ours", stalled_users=1)
@@ -348,7 +185,7 @@ def slow_consumer(mode: Mode, step: Step | None = None) -> dict:
                  - median_of(runs, "server_rss_peak_bytes", server="ours", stalled_users=0))
     sendq = Limits().sendq_bytes
     stalled_runs = [run for run in runs if run["server"] == "ours" and run["stalled_users"] == 1]
-    return _scenario("slow-consumer", mode, runs, [
+    return [
         _target("lost by the others, with a stalled user", total_of(runs, "lost", server="ours", stalled_users=1), "==", 0),
         _target("others' p99 while the stalled user was connected / the same stretch without it",
                 _ratio(p99_stalled, p99_base), "<=", 2.0),
@@ -362,7 +199,7 @@ def slow_consumer(mode: Mode, step: Step | None = None) -> dict:
         _target("server RSS with a stalled user minus without (MiB)", round(rss_extra / 2**20, 3), "info", None),
         _target("textbook: lost by the others, with a stalled user",
                 total_of(runs, "lost", server="naive", stalled_users=1), "info", None),
-    ])
+    ]
 
 
 def framing(mode: Mode, step: Step | None = None) -> dict:
@@ -403,7 +240,7 @@ def ceiling(mode: Mode, step: Step | None = None) -> dict:
             step(f"ceiling: {users} users, {processes} generator process{'es' if processes > 1 else ''}")
         with ServerProcess("blaster", **block) as server, ProcessSampler(server.pid) as sampler:
             result = run_load(server.address, config, processes=processes)
-        row = _row("blaster", block, result, {}, sampler, sampler.first_rss_bytes)
+        row = result_row("blaster", block, result, {}, sampler, sampler.first_rss_bytes)
         row["generator_processes"] = processes
         # timed from the first line: the blaster starts a moment after the generator's clock
         receiving_s = result.duration_s - result.first_delivery_s

@@ -61,8 +61,8 @@ class NaiveServer:
             name = client.recv(1024).decode("utf-8").strip()
             self.clients.append(client)
             self.names.append(name)
-            client.send(f"= welcome: {name}\n".encode())
-            self.broadcast(f"*** {name} joined\n".encode(), client)
+            client.send(f"= welcome: {name}\n".encode("utf-8"))
+            self.broadcast(f"*** {name} joined\n".encode("utf-8"), client)
         except Exception:
             client.close()
             return
@@ -72,7 +72,7 @@ class NaiveServer:
                 if not data:
                     raise ConnectionError("client left")
                 text = data.decode("utf-8")  # bug 2: half a letter raises here
-                self.broadcast(f"<{name}> {text}".encode(), client)
+                self.broadcast(f"<{name}> {text}".encode("utf-8"), client)
             except Exception:  # the textbook catches everything and drops the client
                 if client in self.clients:
                     index = self.clients.index(client)
@@ -80,7 +80,7 @@ class NaiveServer:
                     self.names.pop(index)
                 client.close()
                 try:
-                    self.broadcast(f"*** {name} left (connection lost)\n".encode(), client)
+                    self.broadcast(f"*** {name} left (connection lost)\n".encode("utf-8"), client)
                 except Exception:
                     pass
                 return

@@ -177,7 +177,7 @@ def scaling(results: dict, language: str) -> str:
 def per_delivery_us(runs: list[dict], role: str, users: int) -> float | None:
     """CPU time a kind of our server's threads spent per line delivered, over the runs at ``users`` (µs).
 
-    From the start of sending to a moment after the last delivery (see ``chat.lab.bench.ThreadCpuReadings``);
+    From the start of sending to a moment after the last delivery (see ``chat.lab.measure.ThreadCpuReadings``);
     None for runs without the reading.
     """
     measured = [run for run in lab_results.matching(runs, server="ours", users=users) if run.get("server_cpu_by_thread")]

@@ -14,15 +14,12 @@ import selectors
 import socket
 import threading
 import time
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from chat import protocol
 from chat.protocol import Error, LeaveReason, LineTooLong, Reply
-from chat.tcp.limits import TokenBucket
+from chat.tcp.limits import Limits, TokenBucket
 from chat.tcp.outbox import Flusher, Outbox
-
-if TYPE_CHECKING:
-    from chat.tcp.server import ChatServer
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +30,30 @@ BATCH_BYTES = 16 * 1024
 HELLO = Reply("hello", f"chat lab; send your name ({protocol.NAME_RULES})")
 
 
-class Session:
-    """A connection from accept to close.  Created and driven by :class:`ChatServer`."""
+class SessionHost(Protocol):
+    """What a session needs of its server: the methods a :class:`~chat.tcp.server.ChatServer` offers sessions.
 
-    def __init__(self, server: ChatServer, sock: socket.socket, address: tuple, number: int, flusher: Flusher) -> None:
+    Written out here so that this module needs nothing of the server's (the
+    server imports the session, never the other way round).
+    """
+
+    limits: Limits
+
+    def register(self, session: Session, line: str | LineTooLong) -> None: ...
+
+    def execute(self, session: Session, command, seq: int | None = None) -> None: ...
+
+    def broadcast(self, payload: bytes, exclude: Session | None = None) -> int: ...
+
+    def retire(self, session: Session) -> None: ...
+
+    def handle_error(self, session: Session | None, exc: BaseException) -> None: ...
+
+
+class Session:
+    """A connection from accept to close.  Created and driven by a :class:`~chat.tcp.server.ChatServer`."""
+
+    def __init__(self, server: SessionHost, sock: socket.socket, address: tuple, number: int, flusher: Flusher) -> None:
         limits = server.limits
         self.server = server
         self.sock = sock

@@ -10,6 +10,7 @@ datagram of its own, optionally numbered (:mod:`chat.protocol.datagrams`).
 """
 
 from chat.udp.client import UDPChatClient, connect
-from chat.udp.server import DEFAULT_UDP_PORT, MEMBER_TIMEOUT_S, Faults, UDPChatServer, UDPServerStats
+from chat.udp.faults import Faults
+from chat.udp.server import DEFAULT_UDP_PORT, MEMBER_TIMEOUT_S, UDPChatServer, UDPServerStats
 
 __all__ = ["DEFAULT_UDP_PORT", "MEMBER_TIMEOUT_S", "Faults", "UDPChatClient", "UDPChatServer", "UDPServerStats", "connect"]

@@ -16,8 +16,6 @@ gives for free.  Datagrams carry the same lines as TCP (see
 
 from __future__ import annotations
 
-import heapq
-import itertools
 import logging
 import random
 import selectors
@@ -43,6 +41,7 @@ from chat.protocol import (
     Reply,
     ServerClosing,
 )
+from chat.udp.faults import Delayer, Faults
 
 log = logging.getLogger(__name__)
 
@@ -50,31 +49,6 @@ DEFAULT_UDP_PORT = 8001
 MEMBER_TIMEOUT_S = 30.0  # a member silent for this long is dropped
 RECV_BYTES = 65536  # the largest datagram, so an oversized one is seen whole, not cut
 MAX_CHECK_INTERVAL_S = 1.0  # how often, at most, the server looks for silent members
-
-
-@dataclass(frozen=True)
-class Faults:
-    """What the server does to the messages it relays, for experiments.
-
-    ``drop``: the probability that a relayed message is not sent.
-    ``delay_s`` + a uniform random ``0..jitter_s``: how late it is sent
-    (jitter reorders).  ``seed`` makes the random choices repeatable.
-    """
-
-    drop: float = 0.0
-    delay_s: float = 0.0
-    jitter_s: float = 0.0
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.drop <= 1.0:
-            raise ValueError("drop is a probability, between 0 and 1")
-        if self.delay_s < 0 or self.jitter_s < 0:
-            raise ValueError("delay and jitter can't be negative")
-
-    @property
-    def has_delay(self) -> bool:
-        return self.delay_s > 0 or self.jitter_s > 0
 
 
 @dataclass
@@ -136,7 +110,7 @@ class UDPChatServer(CommandDispatch):
         self._members_peak = 0
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
-        self._delayer = _Delayer(self._sock) if self.faults.has_delay else None
+        self._delayer = Delayer(self._sock) if self.faults.has_delay else None
 
     def __repr__(self) -> str:
         return f"<UDPChatServer {self.server_address[0]}:{self.server_address[1]} members={len(self._members)}>"
@@ -414,43 +388,3 @@ class UDPChatServer(CommandDispatch):
         """An unexpected exception while handling a datagram from ``address``: log it, carry on."""
         self._counts["errors"] += 1
         log.error("error handling a datagram from %s", address, exc_info=exc)
-
-
-class _Delayer:
-    """Sends datagrams later (injected delay and jitter), from a thread of its own."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        self._sock = sock
-        self._queue: list[tuple[float, int, bytes, tuple]] = []
-        self._order = itertools.count()
-        self._changed = threading.Condition()
-        self._stopping = False
-        self._thread = threading.Thread(target=self._run, name="udp-delay", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def send_later(self, payload: bytes, address: tuple, delay_s: float) -> None:
-        with self._changed:
-            heapq.heappush(self._queue, (time.monotonic() + delay_s, next(self._order), payload, address))
-            self._changed.notify()
-
-    def _run(self) -> None:
-        while True:
-            with self._changed:
-                while not self._stopping and (not self._queue or self._queue[0][0] > time.monotonic()):
-                    self._changed.wait(self._queue[0][0] - time.monotonic() if self._queue else None)
-                if self._stopping:
-                    return
-                _, _, payload, address = heapq.heappop(self._queue)
-            try:
-                self._sock.sendto(payload, address)
-            except OSError:
-                pass
-
-    def stop(self, timeout_s: float) -> None:
-        with self._changed:
-            self._stopping = True
-            self._changed.notify()
-        if self._thread.is_alive():
-            self._thread.join(timeout_s)
