@@ -109,7 +109,9 @@ class TerminalConsole:
     each line and wakes the prompt's event loop, which erases the prompt,
     writes every waiting line and draws the prompt again below them.  (A line
     printed from the receive thread races with the drawing of the prompt and
-    can end up glued to a stale ``> ``.)
+    can end up glued to a stale ``> ``.)  prompt_toolkit's own
+    ``patch_stdout`` would print from the receive thread, into that race: the
+    queue and the wake-up are kept by hand for that reason.
     """
 
     def __init__(self) -> None:

@@ -72,7 +72,9 @@ def read_thread_cpu(pid: int, names: dict[int, str]) -> dict[str, dict]:
     a thread that has ended is missing, since /proc forgets its time.  The time
     is the scheduler's exact count (``/proc/PID/task/TID/schedstat``): the
     tick-sampled ``stat`` misses most of a thread that runs in bursts shorter
-    than a tick, as a reader does.
+    than a tick, as a reader does.  Read by hand rather than through psutil:
+    psutil gives a thread's user and system times, which are tick-sampled, and
+    not schedstat's count, nor the threads' names.
     """
     roles: dict[str, dict] = {}
     for tid, name in names.items():
