@@ -15,7 +15,15 @@ DEFAULT_PORT = 8000
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command: list[str] = []
+    if "check" in argv[: argv.index("--") if "--" in argv else len(argv)]:
+        from chat.lab.checker.cli import split_command
+
+        argv, command = split_command(argv)  # check [options] -- COMMAND...: the command is the server's
     args = parser.parse_args(argv)
+    if command:
+        args.command = command
     logging.basicConfig(
         level=getattr(logging, args.log_level.upper()),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -39,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_udp_server(commands)
     _add_udp_client(commands)
     _add_report(commands)
+    from chat.lab.checker.cli import add_parser as add_check
+
+    add_check(commands)
     return parser
 
 

@@ -58,7 +58,11 @@ class Peer:
             raise
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # our own sends are never delayed
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        self.text = ""  # everything received, decoded
+        self._pieces: list[str] = []  # everything received, decoded, chunk by chunk (joined on demand)
+        self._joined = ""
+        self._joined_pieces = 0
+        self._length = 0
+        self._tail = ""  # the last characters: a token cut between two chunks is found whole
         self.received_bytes = 0
         self.seen: dict[str, float] = {}  # token -> when it first arrived (time.monotonic())
         self.closed = False  # the server closed this connection (EOF or reset)
@@ -101,14 +105,34 @@ class Peer:
     def feed(self, data: bytes, now: float) -> None:
         """Called by the reader thread with each chunk received (``b""`` once the server closed)."""
         if not data:
-            self.text += self._decoder.decode(b"", final=True)
+            self._append(self._decoder.decode(b"", final=True))
             self.closed = True
             return
         self.received_bytes += len(data)
-        start = max(0, len(self.text) - TOKEN_CHARS)
-        self.text += self._decoder.decode(data)
-        for match in TOKEN.finditer(self.text, start):
+        piece = self._decoder.decode(data)
+        for match in TOKEN.finditer(self._tail + piece):
             self.seen.setdefault(match[0], now)
+        self._append(piece)
+
+    def _append(self, piece: str) -> None:
+        if piece:
+            self._pieces.append(piece)
+            self._length += len(piece)
+            self._tail = (self._tail + piece)[-TOKEN_CHARS:]
+
+    @property
+    def text(self) -> str:
+        """Everything received so far, decoded (invalid UTF-8 as U+FFFD)."""
+        if self._joined_pieces != len(self._pieces):
+            self._joined = "".join(self._pieces)
+            self._pieces = [self._joined]
+            self._joined_pieces = 1
+        return self._joined
+
+    @property
+    def length(self) -> int:
+        """``len(self.text)``, without joining."""
+        return self._length
 
     def lines(self) -> list[str]:
         """Every line received so far (the last one perhaps incomplete), without CR."""
@@ -127,8 +151,9 @@ class Peer:
 class Crowd:
     """Peers on one server, read by one thread; a context manager that closes them all."""
 
-    def __init__(self, address: tuple, dialect: Dialect, timeout_s: float = 5.0) -> None:
+    def __init__(self, address: tuple, dialect: Dialect, timeout_s: float = 5.0, suffix: str = "") -> None:
         self.address, self.dialect, self.timeout_s = address, dialect, timeout_s
+        self.suffix = suffix  # added to every name: a crowd's names are its own, whatever the server still remembers
         self.peers: list[Peer] = []
         self._changed = threading.Condition()
         self._selector = selectors.DefaultSelector()
@@ -147,9 +172,10 @@ class Crowd:
     # -- joining ----------------------------------------------------------------------------------
 
     def connect(self, names: Iterable[str], first_index: int = 0, stalled: bool = False) -> list[Peer]:
-        """Open a connection for each name (not yet registered)."""
+        """Open a connection for each name (not yet registered); each name gets the crowd's suffix."""
         peers = []
-        for offset, name in enumerate(names):
+        for offset, stem in enumerate(names):
+            name = f"{stem}{self.suffix}"
             try:
                 peer = Peer(first_index + offset, name, self.address, self.dialect, self.timeout_s, stalled)
             except OSError as exc:
@@ -186,12 +212,12 @@ class Crowd:
             for peer in ready:
                 self._check_open(peer, "before it could give its name")
                 with self._changed:
-                    peer.name_sent_at = len(peer.text)
+                    peer.name_sent_at = peer.length
                 if not peer.send(self.dialect.name(peer.name)):
                     raise CheckFailed(f"the server did not take {peer.name}'s name")
                 pending.remove(peer)
         readers = [peer for peer in peers if not peer.stalled]
-        self.wait(lambda: all(len(p.text) > (p.name_sent_at or 0) or p.closed for p in readers), self.dialect.settle_s)
+        self.wait(lambda: all(p.length > (p.name_sent_at or 0) or p.closed for p in readers), self.dialect.settle_s)
         time.sleep(0.05)  # the rest of a welcome, or the server reading the name before anything follows it
         for peer in readers:
             self._check_open(peer, "while registering")
@@ -215,9 +241,16 @@ class Crowd:
             return True
 
     def wait_for_tokens(self, expected: dict[Peer, set[str]], timeout_s: float) -> bool:
-        """Wait until every peer has seen every token expected of it."""
-        return self.wait(lambda: all(tokens <= peer.seen.keys() or peer.closed for peer, tokens in expected.items()),
-                         timeout_s)
+        """Wait until every peer has seen every token expected of it (or was closed)."""
+        pending = dict(expected)
+
+        def all_seen() -> bool:
+            for peer, tokens in list(pending.items()):
+                if peer.closed or (len(peer.seen) >= len(tokens) and tokens <= peer.seen.keys()):
+                    del pending[peer]
+            return not pending
+
+        return self.wait(all_seen, timeout_s)
 
     def quiet(self, seconds: float) -> None:
         """Let late lines arrive."""
@@ -261,6 +294,12 @@ class Crowd:
         self._unregister(peer)
         self._wake()
         peer.close()
+
+    def vanish(self, peer: Peer) -> None:
+        """Close one peer with a reset (RST), as a crashed or unplugged client does."""
+        self._unregister(peer)
+        self._wake()
+        peer.reset()
 
     def close(self) -> None:
         """Stop reading and close every connection; the reader thread is joined."""

@@ -1,0 +1,91 @@
+"""Running every check against one server, each contained: an error or a hang in one is that check's FAIL."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from chat.lab.checker import checks
+from chat.lab.checker.checks import Context
+from chat.lab.checker.dialect import Dialect
+from chat.lab.checker.peers import CheckFailed
+from chat.lab.checker.scorecard import CheckResult, Scorecard, Verdict
+from chat.lab.checker.target import LaunchedServer
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str], None]  # told the title of each check as it starts
+
+
+def _contained(check_id: str, run: Callable[[], CheckResult | list[CheckResult]],
+               ids: tuple[str, ...] | None = None) -> list[CheckResult]:
+    """Run one check; what goes wrong inside it becomes its FAIL, with what happened as the evidence."""
+    started = time.monotonic()
+    try:
+        outcome = run()
+        results = outcome if isinstance(outcome, list) else [outcome]
+    except CheckFailed as exc:
+        results = [CheckResult(check, checks.TITLES[check], Verdict.FAIL, str(exc),
+                               "take the name as the first line (or see --name and --prompt), and keep the user connected")
+                   for check in ids or (check_id,)]
+    except (OSError, TimeoutError) as exc:
+        results = [CheckResult(check, checks.TITLES[check], Verdict.FAIL, f"the connection failed: {exc!r}",
+                               "keep serving: one user's trouble must not stop the server")
+                   for check in ids or (check_id,)]
+    elapsed = time.monotonic() - started
+    for result in results:
+        result.seconds = round(elapsed / len(results), 2)
+    return results
+
+
+def _conversation(ctx: Context, progress: Progress | None) -> list[CheckResult]:
+    results = []
+    for check in checks.CONVERSATION:
+        check_id = check.__name__.replace("_", "-")
+        check_id = {"two-in-one-send": "two-in-one", "cyrillic-bytewise": "cyrillic-bytes"}.get(check_id, check_id)
+        if progress is not None:
+            progress(checks.TITLES[check_id])
+        results += _contained(check_id, lambda check=check: check(ctx))
+    if progress is not None:
+        progress("light load")
+    results += _contained("light-load", lambda: checks.light_load(ctx), ids=("light-load", "latency"))
+    if progress is not None:
+        progress(checks.TITLES["churn"])
+    results += _contained("churn", lambda: checks.churn(ctx))
+    return results
+
+
+def check_server(address: tuple, dialect: Dialect | None = None, progress: Progress | None = None,
+                 timeout_s: float = 5.0) -> Scorecard:
+    """Check a server that is already running; the checks that need its process are skipped."""
+    started = time.monotonic()
+    ctx = Context(tuple(address), dialect or Dialect(), None, timeout_s)
+    results = _conversation(ctx, progress)
+    results += [CheckResult(check, checks.TITLES[check], Verdict.SKIP,
+                            "needs the server's process: run it as python -m chat check -- COMMAND")
+                for check in checks.PROCESS_CHECKS]
+    return Scorecard(f"{address[0]}:{address[1]}", ctx.dialect.describe(), results, time.monotonic() - started)
+
+
+def check_command(command: list[str], dialect: Dialect | None = None, port: int | None = None,
+                  host: str = "127.0.0.1", progress: Progress | None = None, timeout_s: float = 5.0) -> Scorecard:
+    """Start the server from ``command``, check it, and stop it (whatever happens)."""
+    started = time.monotonic()
+    with LaunchedServer(command, host, port) as process:
+        ctx = Context(process.address, dialect or Dialect(), process, timeout_s)
+        baseline = process.threads()
+        results = _conversation(ctx, progress)
+        for check_id, run in (("long-line-memory", lambda: checks.long_line_memory(ctx)),
+                              ("threads-left", lambda: checks.threads_left(ctx, baseline)),
+                              ("sigint", lambda: checks.sigint(ctx))):
+            if progress is not None:
+                progress(checks.TITLES[check_id])
+            if process.returncode is not None:
+                results.append(CheckResult(check_id, checks.TITLES[check_id], Verdict.FAIL,
+                                           f"the server had exited (code {process.returncode}): {process.last_output()}",
+                                           "keep serving: one user's trouble must not stop the server"))
+                continue
+            results += _contained(check_id, run)
+        shown = " ".join(command)
+    return Scorecard(f"{shown} (port {ctx.address[1]})", ctx.dialect.describe(), results, time.monotonic() - started)
