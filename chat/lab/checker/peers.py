@@ -26,6 +26,9 @@ TOKEN = re.compile(r"ck(\d{2})m(\d{5})k")
 TOKEN_CHARS = 11
 RECV_BYTES = 65536
 STALLED_RCVBUF_BYTES = 4096  # a peer that never reads also advertises a tiny window
+JOIN_BATCH = 4  # users connecting at once (below the smallest listen backlog seen in submissions, 5)
+CONNECT_HINT = ("accept every connection at once and register it in its own thread: a user who is slow to give "
+                "a name must not keep the others from connecting")
 
 
 def token(sender: int, seq: int) -> str:
@@ -39,6 +42,11 @@ def token(sender: int, seq: int) -> str:
 
 class CheckFailed(Exception):
     """The server did something that fails the check outright (refused a user, closed on it, ...)."""
+
+    def __init__(self, evidence: str, hint: str = "take the name as it is sent (see --name and --prompt) and keep "
+                                                  "the user connected") -> None:
+        super().__init__(evidence)
+        self.hint = hint
 
 
 class Peer:
@@ -179,7 +187,7 @@ class Crowd:
             try:
                 peer = Peer(first_index + offset, name, self.address, self.dialect, self.timeout_s, stalled)
             except OSError as exc:
-                raise CheckFailed(f"could not connect user {name}: {exc}") from exc
+                raise CheckFailed(f"could not connect user {name}: {exc}", CONNECT_HINT) from exc
             with self._changed:
                 self.peers.append(peer)
             if not stalled:
@@ -189,9 +197,17 @@ class Crowd:
         return peers
 
     def join(self, names: Iterable[str], first_index: int = 0, stalled: bool = False) -> list[Peer]:
-        """Connect and register users; CheckFailed if the server refuses or closes on one of them."""
-        peers = self.connect(names, first_index, stalled)
-        self.register(peers)
+        """Connect and register users, a few at a time; CheckFailed if the server refuses or closes on one.
+
+        A few at a time, as people arrive: a server that registers users one
+        by one in its accept loop, with a small listen backlog, would leave
+        the rest of a crowd arriving at once unanswered.
+        """
+        names, peers = list(names), []
+        for start in range(0, len(names), JOIN_BATCH):
+            group = self.connect(names[start : start + JOIN_BATCH], first_index + start, stalled)
+            self.register(group)
+            peers += group
         return peers
 
     def register(self, peers: list[Peer]) -> None:

@@ -26,9 +26,7 @@ def _contained(check_id: str, run: Callable[[], CheckResult | list[CheckResult]]
         outcome = run()
         results = outcome if isinstance(outcome, list) else [outcome]
     except CheckFailed as exc:
-        results = [CheckResult(check, checks.TITLES[check], Verdict.FAIL, str(exc),
-                               "take the name as the first line (or see --name and --prompt), and keep the user connected")
-                   for check in ids or (check_id,)]
+        results = [CheckResult(check, checks.TITLES[check], Verdict.FAIL, str(exc), exc.hint) for check in ids or (check_id,)]
     except (OSError, TimeoutError) as exc:
         results = [CheckResult(check, checks.TITLES[check], Verdict.FAIL, f"the connection failed: {exc!r}",
                                "keep serving: one user's trouble must not stop the server")
