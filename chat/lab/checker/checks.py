@@ -103,9 +103,10 @@ def broadcast(ctx: Context) -> CheckResult:
                 problems.append(f"{sender.name}'s message arrived without the sender's name: {_show(nameless[0])}")
             if marks[sender] in sender.seen:
                 echoed.append(sender.name)
+    delivered = sum(marks[sender] in peer.seen for sender in peers for peer in peers if peer is not sender)
     if problems:
         return _result("broadcast", Verdict.FAIL, "; ".join(problems),
-                       "send each message to every other user, with the sender's name on the line")
+                       "send each message to every other user, with the sender's name on the line", delivered=delivered)
     if echoed:
         return _result("broadcast", Verdict.WARN,
                        f"every message reached every other user with its sender's name, but also came back to its "
@@ -557,3 +558,9 @@ CONVERSATION: list[Callable[[Context], CheckResult]] = [
     stalled_reader,
 ]
 PROCESS_CHECKS = ("long-line-memory", "threads-left", "sigint")
+IDS = {"two_in_one_send": "two-in-one", "cyrillic_bytewise": "cyrillic-bytes"}
+
+
+def check_id(check: Callable) -> str:
+    """The id a check function reports under (its name with dashes, or a shorter one)."""
+    return IDS.get(check.__name__, check.__name__.replace("_", "-"))

@@ -26,6 +26,7 @@ TOKEN = re.compile(r"ck(\d{2})m(\d{5})k")
 TOKEN_CHARS = 11
 RECV_BYTES = 65536
 STALLED_RCVBUF_BYTES = 4096  # a peer that never reads also advertises a tiny window
+MAX_RECEIVED_BYTES = 16 << 20  # a peer that gets more than this stops reading: a server that floods can't fill our memory
 JOIN_BATCH = 4  # users connecting at once (below the smallest listen backlog seen in submissions, 5)
 CONNECT_HINT = ("accept every connection at once and register it in its own thread: a user who is slow to give "
                 "a name must not keep the others from connecting")
@@ -73,7 +74,8 @@ class Peer:
         self._tail = ""  # the last characters: a token cut between two chunks is found whole
         self.received_bytes = 0
         self.seen: dict[str, float] = {}  # token -> when it first arrived (time.monotonic())
-        self.closed = False  # the server closed this connection (EOF or reset)
+        self.closed = False  # the server closed this connection (EOF or reset), or flooded it
+        self.flooded = False  # the server sent more than MAX_RECEIVED_BYTES: no longer read
         self.send_failed = False
         self.name_sent_at: int | None = None  # len(text) when the name went out
         self.next_seq = 0
@@ -117,6 +119,9 @@ class Peer:
             self.closed = True
             return
         self.received_bytes += len(data)
+        if self.received_bytes > MAX_RECEIVED_BYTES:
+            self.flooded = self.closed = True
+            return
         piece = self._decoder.decode(data)
         for match in TOKEN.finditer(self._tail + piece):
             self.seen.setdefault(match[0], now)
@@ -296,7 +301,7 @@ class Crowd:
                 with self._changed:
                     peer.feed(data, time.monotonic())
                     self._changed.notify_all()
-                if not data:
+                if peer.closed:
                     self._unregister(peer)
 
     def _unregister(self, peer: Peer) -> None:

@@ -37,21 +37,30 @@ def _contained(check_id: str, run: Callable[[], CheckResult | list[CheckResult]]
     return results
 
 
+GATE = ("register", "broadcast")  # if no message gets through these, the rest of the conversation is not tried
+
+
 def _conversation(ctx: Context, progress: Progress | None) -> list[CheckResult]:
-    results = []
-    for check in checks.CONVERSATION:
-        check_id = check.__name__.replace("_", "-")
-        check_id = {"two-in-one-send": "two-in-one", "cyrillic-bytewise": "cyrillic-bytes"}.get(check_id, check_id)
+    steps = [(checks.check_id(check), (checks.check_id(check),), lambda check=check: check(ctx))
+             for check in checks.CONVERSATION]
+    steps += [("light-load", ("light-load", "latency"), lambda: checks.light_load(ctx)),
+              ("churn", ("churn",), lambda: checks.churn(ctx))]
+    results: list[CheckResult] = []
+    for check_id, ids, run in steps:
+        if _nothing_got_through(results):
+            results += [CheckResult(check, checks.TITLES[check], Verdict.FAIL,
+                                    "not tried: no message got through the server (see the checks above)",
+                                    "first make a message reach the other users") for check in ids]
+            continue
         if progress is not None:
             progress(checks.TITLES[check_id])
-        results += _contained(check_id, lambda check=check: check(ctx))
-    if progress is not None:
-        progress("light load")
-    results += _contained("light-load", lambda: checks.light_load(ctx), ids=("light-load", "latency"))
-    if progress is not None:
-        progress(checks.TITLES["churn"])
-    results += _contained("churn", lambda: checks.churn(ctx))
+        results += _contained(check_id, run, ids)
     return results
+
+
+def _nothing_got_through(results: list[CheckResult]) -> bool:
+    gate = [result for result in results if result.id in GATE]
+    return any(result.verdict is Verdict.FAIL and not result.data.get("delivered") for result in gate)
 
 
 def check_server(address: tuple, dialect: Dialect | None = None, progress: Progress | None = None,
