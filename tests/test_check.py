@@ -164,16 +164,18 @@ def test_submission_b_as_its_code_reads(card_b):
     Relaying bytes untouched keeps the client's lines and letters whole (framing and Cyrillic pass),
     but it echoes, a blocking send() to the stalled user holds up the sender, no TCP_NODELAY, and on
     EOF recv() returns b"" forever: the thread of every user who left spins and never announces the
-    leave, so threads pile up, and the non-daemon threads keep it alive after Ctrl+C.  Once dozens
-    spin, the one thread that accepts and registers users starves: the last checks can't even join.
+    leave, so threads pile up.  Once dozens spin, the one thread that accepts and registers users
+    starves: the last checks can't even join, and when a user that gave up waiting is closed before
+    its name, the accept loop's send() raises and the main thread dies; the spinning non-daemon
+    threads keep the process alive until Ctrl+C interrupts the interpreter's wait for them (exit code 1).
     """
     assert verdicts(card_b) == expect(broadcast="WARN", join_leave="FAIL", stalled_reader="FAIL", latency="FAIL",
-                                      churn="FAIL", long_line_memory="FAIL", threads_left="FAIL", sigint="FAIL"), card_b.table()
+                                      churn="FAIL", long_line_memory="FAIL", threads_left="FAIL", sigint="WARN"), card_b.table()
     by_id = {result.id: result for result in card_b.results}
     assert "came back to its sender" in by_id["broadcast"].evidence
     assert "for its leave" in by_id["join-leave"].evidence
     assert "could not join" in by_id["churn"].evidence  # starved: the accept loop gets no turn
-    assert "still running" in by_id["sigint"].evidence
+    assert "with nobody connected" in by_id["sigint"].evidence  # its accept loop was already dead
     assert card_b.seconds < RUN_BOUND_S
 
 
@@ -184,7 +186,6 @@ def test_the_two_submissions_differ_where_their_code_does(card_a, card_b):
     assert (a_found["two-in-one"], b_found["two-in-one"]) == ("FAIL", "PASS")
     assert (a_found["cyrillic-bytes"], b_found["cyrillic-bytes"]) == ("FAIL", "PASS")
     assert (a_found["threads-left"], b_found["threads-left"]) == ("PASS", "FAIL")
-    assert (a_found["sigint"], b_found["sigint"]) == ("WARN", "FAIL")
 
 
 # -- servers that misbehave on purpose ----------------------------------------------------------------------
