@@ -2,9 +2,11 @@
 
 This is the design most student solutions (and many online tutorials) share,
 reproduced faithfully so the notebooks and benchmarks can show where it
-breaks.  Only two things were added: a class around it so that it can be
-started and stopped like :class:`chat.server.ChatServer`, and a welcome line
-so that the same load generator can drive it.  Its bugs are deliberate:
+breaks.  Only three things were added: a class around it so that it can be
+started and stopped like :class:`chat.tcp.server.ChatServer`, a welcome line
+so that the same load generator can drive it, and ``python -m chat.lab.naive
+--port N`` to run it on its own (``python -m chat check`` grades it that way).
+Its bugs are deliberate:
 
 1. ``recv(1024)`` is taken to be one message.  TCP is a byte stream: two
    messages sent quickly arrive in one ``recv`` and are relayed as one (the
@@ -134,3 +136,25 @@ class NaiveServer:
 
     def __exit__(self, *exc_info) -> None:
         self.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m chat.lab.naive [--host H] [--port N]``: serve until Ctrl+C, then stop."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m chat.lab.naive", description="The textbook chat server.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    args = parser.parse_args(argv)
+    server = NaiveServer(args.host, args.port)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -91,7 +91,19 @@ def facts(results: dict[str, dict]) -> dict:
         "soak": _soak_facts(results.get("soak", {})),
         "broker": _broker_facts(**BROKER_EXAMPLE),
         "robustness": _robustness_facts(results.get("robustness", {})),
+        "scorecards": _scorecard_facts(results.get("scorecards", {}).get("servers", {})),
     }
+
+
+def _scorecard_facts(servers: dict) -> dict:
+    """How many checks of ``python -m chat check`` each graded server passed, warned and failed."""
+    found = {"checks": None}
+    for name in ("ours", "naive"):
+        counts = servers.get(name, {}).get("counts", {})
+        found.update({f"{name}_{word}": counts.get(verdict) for verdict, word in
+                      (("PASS", "passed"), ("WARN", "warned"), ("FAIL", "failed"))})
+        found["checks"] = found["checks"] or (len(servers[name]["checks"]) if name in servers else None)
+    return found
 
 
 # Section 7's worked example: one chat room on several nodes sharing a broker (all users hear all users).

@@ -26,7 +26,7 @@ WORDS = {  # English -> Russian, for every word a table prints
     "whole run": "весь прогон",
     "readers, µs per delivery": "читатели, мкс на доставку", "flusher, µs per delivery": "поток отправки, мкс на доставку",
     "writers, µs per delivery": "писатели, мкс на доставку", "all, µs per delivery": "всего, мкс на доставку",
-    "busiest second, CPU-s/s": "самая загруженная секунда, с ЦП/с",
+    "busiest second, CPU-s/s": "самая загруженная секунда, с ЦП/с", "check": "проверка",
 }
 
 
@@ -272,8 +272,31 @@ def soak_churn(results: dict, language: str) -> str:
     return _table(["action", "times"], rows, language)
 
 
+CHECK_TITLES_RU = {  # python -m chat check's titles, for the Russian report
+    "register": "пользователи регистрируются", "broadcast": "сообщение доходит до остальных",
+    "two-in-one": "два сообщения одним send", "long-message": "сообщение в 2000 байт",
+    "cyrillic-bytes": "кириллица по одному байту", "join-leave": "видно вход и выход",
+    "reset-mid-line": "сброс посреди строки", "invalid-utf8": "неверный UTF-8",
+    "stalled-reader": "один пользователь перестал читать", "light-load": "лёгкая нагрузка: доставка",
+    "latency": "лёгкая нагрузка: задержка", "churn": "пользователи приходят и уходят",
+    "long-line-memory": "бесконечная строка: память", "threads-left": "потоки после ухода всех",
+    "sigint": "Ctrl+C",
+}
+
+
+def scorecards(results: dict, language: str) -> str:
+    """``python -m chat check``'s verdicts for our server and the textbook one, side by side."""
+    servers = results.get("scorecards", {}).get("servers", {})
+    if not {"ours", "naive"} <= servers.keys():
+        return word("not measured", language)
+    naive = {check["id"]: check["verdict"] for check in servers["naive"]["checks"]}
+    rows = [[CHECK_TITLES_RU.get(check["id"], check["title"]) if language == "ru" else check["title"],
+             check["verdict"], naive.get(check["id"], "–")] for check in servers["ours"]["checks"]]
+    return _table(["check", "ours", "textbook"], rows, language)
+
+
 TABLES = {
     "targets": targets, "framing": framing, "capacity": capacity, "latency": latency, "scaling": scaling,
     "scaling-cpu": scaling_cpu, "nagle": nagle, "slow-consumer": slow_consumer, "udp": udp, "ceiling": ceiling,
-    "soak-windows": soak_windows, "soak-churn": soak_churn,
+    "soak-windows": soak_windows, "soak-churn": soak_churn, "scorecards": scorecards,
 }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections.abc import Callable
 
@@ -94,5 +95,5 @@ def check_command(command: list[str], dialect: Dialect | None = None, port: int 
                                            "keep serving: one user's trouble must not stop the server"))
                 continue
             results += _contained(check_id, run)
-        shown = " ".join(command)
-    return Scorecard(f"{shown} (port {ctx.address[1]})", ctx.dialect.describe(), results, time.monotonic() - started)
+        shown = " ".join("python" if part == sys.executable else part for part in process.command)
+    return Scorecard(shown, ctx.dialect.describe(), results, time.monotonic() - started)

@@ -51,10 +51,13 @@ class Scorecard:
         """``{check id: verdict}``, the shortest summary (what the tests compare)."""
         return {result.id: result.verdict.value for result in self.results}
 
+    def to_dict(self) -> dict:
+        return {"target": self.target, "dialect": self.dialect, "seconds": round(self.seconds, 1),
+                "counts": self.counts(), "failed": self.failed, "checks": [result.to_dict() for result in self.results],
+                "table": self.table()}
+
     def to_json(self) -> str:
-        return json.dumps({"target": self.target, "dialect": self.dialect, "seconds": round(self.seconds, 1),
-                           "counts": self.counts(), "failed": self.failed,
-                           "checks": [result.to_dict() for result in self.results]}, indent=1, ensure_ascii=False) + "\n"
+        return json.dumps(self.to_dict(), indent=1, ensure_ascii=False) + "\n"
 
     def table(self, width: int = 100) -> str:
         """The scorecard as plain text, wrapped to ``width`` columns, ready to hand back to a student."""
