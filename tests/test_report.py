@@ -34,6 +34,17 @@ def test_readme_performance_section_is_generated_from_the_same_results():
     assert section.strip("\n") == render.performance_section(committed_results())
 
 
+def test_the_readme_shows_the_stored_scorecard_of_the_textbook_server():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split(render.SCORECARD_START, 1)[1].split(render.SCORECARD_END, 1)[0]
+    assert section.strip("\n") == render.scorecard_section(committed_results())
+    cards = committed_results()["scorecards"]["servers"]
+    assert cards["naive"]["table"].startswith("chat check: python -m chat.lab.naive")
+    assert cards["ours"]["counts"]["PASS"] == len(cards["ours"]["checks"]) == 15  # every check, through its process
+    assert {check["id"] for check in cards["naive"]["checks"] if check["verdict"] == "FAIL"} == {
+        "two-in-one", "long-message", "cyrillic-bytes", "stalled-reader", "latency"}
+
+
 @pytest.mark.parametrize("document", ["report/README.md", "report/README.ru.md", "README.md"])
 def test_every_file_and_figure_a_document_links_to_exists(document):
     path = ROOT / document
