@@ -9,7 +9,8 @@
 - :mod:`chat.lab.soak`, :mod:`chat.lab.blaster`, :mod:`chat.lab.netloss` - the
   long run, the fastest possible sender, and real packet loss on loopback;
 - :mod:`chat.lab.stats` - percentiles and samples;
-- :mod:`chat.lab.notebook`, :mod:`chat.lab.scale` - what the notebooks call.
+- :mod:`chat.lab.notebook`, :mod:`chat.lab.scale` - what the notebooks call;
+- :mod:`chat.lab.checker` - ``python -m chat check``: grading any chat server from the outside.
 
 Import the module you need (``from chat.lab import bench``): nothing is
 imported here, so a notebook that needs one tool does not load them all.

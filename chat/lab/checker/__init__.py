@@ -12,7 +12,8 @@ also checks memory, threads and Ctrl+C through its process.
 
 - :mod:`~chat.lab.checker.dialect` - how to speak to a server (name, message, prompt);
 - :mod:`~chat.lab.checker.peers` - the simulated users and the thread that reads them;
-- :mod:`~chat.lab.checker.checks` - the checks;
+- :mod:`~chat.lab.checker.checks` - the checks, in order: :mod:`~chat.lab.checker.conversation`,
+  :mod:`~chat.lab.checker.load`, :mod:`~chat.lab.checker.process` (and :mod:`~chat.lab.checker.common`);
 - :mod:`~chat.lab.checker.target` - a server started from its command;
 - :mod:`~chat.lab.checker.scorecard` - verdicts, the table, the JSON.
 """

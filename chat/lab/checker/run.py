@@ -8,9 +8,11 @@ import time
 from collections.abc import Callable
 
 from chat.lab.checker import checks
-from chat.lab.checker.checks import Context
+from chat.lab.checker.common import TITLES, Context
 from chat.lab.checker.dialect import Dialect
+from chat.lab.checker.load import churn, light_load
 from chat.lab.checker.peers import CheckFailed
+from chat.lab.checker.process import long_line_memory, sigint, threads_left
 from chat.lab.checker.scorecard import CheckResult, Scorecard, Verdict
 from chat.lab.checker.target import LaunchedServer
 
@@ -27,9 +29,9 @@ def _contained(check_id: str, run: Callable[[], CheckResult | list[CheckResult]]
         outcome = run()
         results = outcome if isinstance(outcome, list) else [outcome]
     except CheckFailed as exc:
-        results = [CheckResult(check, checks.TITLES[check], Verdict.FAIL, str(exc), exc.hint) for check in ids or (check_id,)]
+        results = [CheckResult(check, TITLES[check], Verdict.FAIL, str(exc), exc.hint) for check in ids or (check_id,)]
     except (OSError, TimeoutError) as exc:
-        results = [CheckResult(check, checks.TITLES[check], Verdict.FAIL, f"the connection failed: {exc!r}",
+        results = [CheckResult(check, TITLES[check], Verdict.FAIL, f"the connection failed: {exc!r}",
                                "keep serving: one user's trouble must not stop the server")
                    for check in ids or (check_id,)]
     elapsed = time.monotonic() - started
@@ -44,17 +46,17 @@ GATE = ("register", "broadcast")  # if no message gets through these, the rest o
 def _conversation(ctx: Context, progress: Progress | None) -> list[CheckResult]:
     steps = [(checks.check_id(check), (checks.check_id(check),), lambda check=check: check(ctx))
              for check in checks.CONVERSATION]
-    steps += [("light-load", ("light-load", "latency"), lambda: checks.light_load(ctx)),
-              ("churn", ("churn",), lambda: checks.churn(ctx))]
+    steps += [("light-load", ("light-load", "latency"), lambda: light_load(ctx)),
+              ("churn", ("churn",), lambda: churn(ctx))]
     results: list[CheckResult] = []
     for check_id, ids, run in steps:
         if _nothing_got_through(results):
-            results += [CheckResult(check, checks.TITLES[check], Verdict.FAIL,
+            results += [CheckResult(check, TITLES[check], Verdict.FAIL,
                                     "not tried: no message got through the server (see the checks above)",
                                     "first make a message reach the other users") for check in ids]
             continue
         if progress is not None:
-            progress(checks.TITLES[check_id])
+            progress(TITLES[check_id])
         results += _contained(check_id, run, ids)
     return results
 
@@ -70,7 +72,7 @@ def check_server(address: tuple, dialect: Dialect | None = None, progress: Progr
     started = time.monotonic()
     ctx = Context(tuple(address), dialect or Dialect(), None, timeout_s)
     results = _conversation(ctx, progress)
-    results += [CheckResult(check, checks.TITLES[check], Verdict.SKIP,
+    results += [CheckResult(check, TITLES[check], Verdict.SKIP,
                             "needs the server's process: run it as python -m chat check -- COMMAND")
                 for check in checks.PROCESS_CHECKS]
     return Scorecard(f"{address[0]}:{address[1]}", ctx.dialect.describe(), results, time.monotonic() - started)
@@ -84,13 +86,13 @@ def check_command(command: list[str], dialect: Dialect | None = None, port: int 
         ctx = Context(process.address, dialect or Dialect(), process, timeout_s)
         baseline = process.threads()
         results = _conversation(ctx, progress)
-        for check_id, run in (("long-line-memory", lambda: checks.long_line_memory(ctx)),
-                              ("threads-left", lambda: checks.threads_left(ctx, baseline)),
-                              ("sigint", lambda: checks.sigint(ctx))):
+        for check_id, run in (("long-line-memory", lambda: long_line_memory(ctx)),
+                              ("threads-left", lambda: threads_left(ctx, baseline)),
+                              ("sigint", lambda: sigint(ctx))):
             if progress is not None:
-                progress(checks.TITLES[check_id])
+                progress(TITLES[check_id])
             if process.returncode is not None:
-                results.append(CheckResult(check_id, checks.TITLES[check_id], Verdict.FAIL,
+                results.append(CheckResult(check_id, TITLES[check_id], Verdict.FAIL,
                                            f"the server had exited (code {process.returncode}): {process.last_output()}",
                                            "keep serving: one user's trouble must not stop the server"))
                 continue
