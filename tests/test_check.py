@@ -169,13 +169,21 @@ def test_submission_b_as_its_code_reads(card_b):
     its name, the accept loop's send() raises and the main thread dies; the spinning non-daemon
     threads keep the process alive until Ctrl+C interrupts the interpreter's wait for them (exit code 1).
     """
-    assert verdicts(card_b) == expect(broadcast="WARN", join_leave="FAIL", stalled_reader="FAIL", latency="FAIL",
-                                      churn="FAIL", long_line_memory="FAIL", threads_left="FAIL", sigint="WARN"), card_b.table()
+    found = verdicts(card_b)
+    starved = {check: found.pop(check) for check in ("light-load", "churn", "long-line-memory", "sigint")}
+    expected = expect(broadcast="WARN", join_leave="FAIL", stalled_reader="FAIL", latency="FAIL", threads_left="FAIL")
+    assert found == {check: verdict for check, verdict in expected.items() if check not in starved}, card_b.table()
     by_id = {result.id: result for result in card_b.results}
     assert "came back to its sender" in by_id["broadcast"].evidence
     assert "for its leave" in by_id["join-leave"].evidence
-    assert "could not join" in by_id["churn"].evidence  # starved: the accept loop gets no turn
-    assert "with nobody connected" in by_id["sigint"].evidence  # its accept loop was already dead
+    # How far the spinning threads starve the rest depends on the machine: the relaying may still keep up
+    # with the light load, but joining, and with it the last checks, fail; Ctrl+C finds the accept loop
+    # either dead already (the process then exits, code 1, on the interrupted wait) or alive (it stays up).
+    assert starved["light-load"] in ("PASS", "FAIL")
+    assert starved["churn"] == "FAIL" and "could not join" in by_id["churn"].evidence, card_b.table()
+    assert starved["long-line-memory"] == "FAIL" and "flooder" in by_id["long-line-memory"].evidence, card_b.table()
+    assert (starved["sigint"] == "FAIL" and "still running" in by_id["sigint"].evidence
+            or starved["sigint"] == "WARN" and "exit code 1" in by_id["sigint"].evidence), card_b.table()
     assert card_b.seconds < RUN_BOUND_S
 
 
