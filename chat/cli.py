@@ -282,9 +282,9 @@ def print_targets(result: dict) -> None:
 
 
 def draw_scenario(result: dict, out) -> list:
-    from chat.reporting import plots
+    from chat.reporting import canvas, plots
 
-    return [plots.save(figure, out / f"{name}.svg") for name, figure in plots.figures_for(result).items()]
+    return [canvas.save(figure, out / f"{name}.svg") for name, figure in plots.figures_for(result).items()]
 
 
 # -- UDP ---------------------------------------------------------------------------------------------

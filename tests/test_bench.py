@@ -15,7 +15,7 @@ import pytest
 
 from chat.lab import bench, measure
 from chat.lab import results as lab_results
-from chat.reporting import plots
+from chat.reporting import canvas, plots
 from chat.reporting.terminal import python_command
 
 pytestmark = pytest.mark.slow
@@ -113,8 +113,8 @@ FIGURES = [
 def test_plots_render_reproducibly_from_stored_results(stored, tmp_path, function, inputs):
     draw = getattr(plots, function)
     for suffix in ("svg", "png"):
-        first = plots.save(draw(*[load(stored, name) for name in inputs]), tmp_path / f"a.{suffix}")
-        second = plots.save(draw(*[load(stored, name) for name in inputs]), tmp_path / f"b.{suffix}")
+        first = canvas.save(draw(*[load(stored, name) for name in inputs]), tmp_path / f"a.{suffix}")
+        second = canvas.save(draw(*[load(stored, name) for name in inputs]), tmp_path / f"b.{suffix}")
         assert first.stat().st_size > 1000
         assert first.read_bytes() == second.read_bytes()  # same data, same bytes
     assert b"<dc:date>" not in (tmp_path / "a.svg").read_bytes()

@@ -17,7 +17,7 @@ import numpy
 import pytest
 
 from chat.lab import results as lab_results
-from chat.reporting import plots, render
+from chat.reporting import canvas, plots, render
 
 RESULTS_DIR = render.REPORT_DIR / "results"
 FIGURE_NAMES = {name for drawings in plots.SCENARIO_FIGURES.values() for name in drawings} | {"ours-vs-textbook"}
@@ -30,8 +30,8 @@ AS_THE_REPORT_DRAWS = """
 """
 
 # A notebook: the inline backend with the rcParams it used to set (IPython before matplotlib-inline 0.1.4),
-# a style sheet on top, the figures drawn in another order, each made and saved as chat.reporting.plots.show does
-# (saved with plots.save's defaults; not through plots.show itself, which would write into report/figures).
+# a style sheet on top, the figures drawn in another order, each made and saved as chat.reporting.canvas.show does
+# (saved with canvas.save's defaults; not through canvas.show itself, which would write into report/figures).
 AS_A_NOTEBOOK_DRAWS = """
     import matplotlib
     import matplotlib.style
@@ -44,14 +44,14 @@ AS_A_NOTEBOOK_DRAWS = """
         "path.simplify_threshold": 0.5,
     })
     from chat.lab import results as lab_results
-    from chat.reporting import plots
+    from chat.reporting import canvas, plots
     results = {path.stem: lab_results.load(path) for path in RESULTS.glob("*.json")}
     drawings = [(name, lambda draw=draw, scenario=scenario: draw(results[scenario]))
                 for scenario, by_name in plots.SCENARIO_FIGURES.items() for name, draw in by_name.items()]
     drawings.append(("ours-vs-textbook", lambda: plots.ours_vs_textbook(
         results["capacity"], results["latency"], results["slow-consumer"])))
     for name, draw in reversed(drawings):
-        plots.save(plots.show(name, draw()), OUT / f"{name}.svg")
+        canvas.save(canvas.show(name, draw()), OUT / f"{name}.svg")
 """
 
 
@@ -87,12 +87,12 @@ def test_plots_are_the_same_bytes_drawn_by_the_report_and_by_a_notebook_with_oth
 def test_plot_of_the_latency_cdf_does_not_depend_on_the_last_bit_of_the_log_axis(tmp_path, monkeypatch):
     """numpy's log10 may differ by an ulp from CPU to CPU (it has an AVX-512 version); the SVG must not."""
     latency = committed("latency")
-    as_is = plots.save(plots.latency_cdf(latency), tmp_path / "as-is.svg").read_bytes()
+    as_is = canvas.save(plots.latency_cdf(latency), tmp_path / "as-is.svg").read_bytes()
     log10 = numpy.log10
     for direction in (numpy.inf, -numpy.inf):
         monkeypatch.setattr(numpy, "log10", lambda values, *args, **kwargs: numpy.nextafter(
             log10(values, *args, **kwargs), direction))
-        nudged = plots.save(plots.latency_cdf(latency), tmp_path / "nudged.svg").read_bytes()
+        nudged = canvas.save(plots.latency_cdf(latency), tmp_path / "nudged.svg").read_bytes()
         monkeypatch.undo()
         assert nudged == as_is
 

@@ -4,34 +4,17 @@ Each function takes results and returns a :class:`matplotlib.figure.Figure`,
 made without pyplot, so the library never touches the notebook's backend; a
 notebook shows a returned figure inline.
 
-The same data gives the same bytes, whoever draws it (``python -m chat
-report``, a notebook through :func:`show`, a test):
-
-- every figure is made, and saved, in matplotlib's default style plus
-  ``STYLE`` (:func:`_style`), so a notebook's rcParams, a style sheet or a
-  ``matplotlibrc`` change nothing;
-- :func:`save` writes a fixed ``svg.hashsalt`` and no date (the SVG names
-  the matplotlib version that drew it; a PNG names none);
-- lines are not simplified (``path.simplify``): simplifying a long line picks
-  its vertices by comparisons on the last bits of their screen coordinates,
-  and those bits can differ between CPUs (numpy's ``log10``, which a log axis
-  uses, has an AVX-512 version), which moved three points of the latency CDF
-  when it was redrawn on another machine.  The CDF is drawn through at most
-  ``CDF_POINTS`` of its samples instead of all of them.
-
-Save a figure before showing it: drawing it first at another resolution moves
-its constrained layout by the last bit of a float, which shows in the SVG.
+Every figure is made and saved by :mod:`chat.reporting.canvas`, so the same
+data gives the same bytes whoever draws it.
 """
 
 from __future__ import annotations
 
-import functools
 import math
-from pathlib import Path
 
-from chat.lab import scale as notebook_scale
 from chat.lab.results import matching, median_of, median_passed_on_per_s, run_lost_share
 from chat.lab.stats import ecdf
+from chat.reporting.canvas import new_figure, styled
 
 OURS_COLOR, NAIVE_COLOR, EXTRA_COLOR = "#1f77b4", "#d62728", "#7f7f7f"
 OURS_TINT, NAIVE_TINT, EXTRA_TINT = "#aec7e8", "#ff9896", "#d9d9d9"  # light versions, for the second of two bars
@@ -43,57 +26,6 @@ TINTS = {"ours": OURS_TINT, "naive": NAIVE_TINT}
 QUANTILE_STYLES = {"p50": (":", "o"), "p99": ("-", "s"), "p99.9": ("--", "^")}  # line style and marker
 BELOW = {"loc": "upper center", "bbox_to_anchor": (0.5, -0.16), "ncols": 2}  # a legend under its axes' x label
 CDF_POINTS = 500  # the CDF is drawn through this many ranks at most: steps of 0.2 %, half a pixel
-STYLE = {
-    "svg.hashsalt": "chat-lab",  # SVG ids depend on it; fixed, they don't change from run to run
-    "svg.fonttype": "path",
-    "path.simplify": False,  # see the module docstring: simplification depends on the CPU's last bits
-    "font.size": 10,
-    "axes.grid": True,
-    "grid.alpha": 0.3,
-    "axes.spines.top": False,
-    "axes.spines.right": False,
-}
-
-
-def _style():
-    """A context with matplotlib's defaults plus ``STYLE``, whatever the caller's rcParams."""
-    import matplotlib.style
-
-    return matplotlib.style.context(["default", STYLE])
-
-
-def _styled(draw):
-    """Make a figure function draw everything in :func:`_style`."""
-    @functools.wraps(draw)
-    def styled(*args, **kwargs):
-        with _style():
-            return draw(*args, **kwargs)
-    return styled
-
-
-def _figure(width: float = 6.4, height: float = 4.0):
-    from matplotlib.figure import Figure
-
-    return Figure(figsize=(width, height), layout="constrained")
-
-
-def save(figure, path: Path, dpi: int = 110) -> Path:
-    """Write ``figure`` reproducibly (SVG or PNG by the file's suffix)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    metadata = {"Date": None} if path.suffix == ".svg" else {"Software": None}
-    with _style():
-        figure.savefig(path, dpi=dpi, metadata=metadata)
-    return path
-
-
-def show(name: str, drawing):
-    """What a notebook shows: the drawing; at full scale it is also saved as ``report/figures/NAME.svg``."""
-    if notebook_scale.scale() == "full" and notebook_scale.REPORT_DIR.is_dir():
-        save(drawing, notebook_scale.REPORT_DIR / "figures" / f"{name}.svg")
-    return drawing
-
-
 def _points(runs: list[dict], server: str, x_key: str, path: str) -> tuple[list, list]:
     xs = sorted({run[x_key] for run in matching(runs, server=server)})
     return xs, [median_of(runs, path, server=server, **{x_key: x}) for x in xs]
@@ -146,10 +78,10 @@ def _quantile_lines(axes, runs: list[dict], x_key: str, quantiles: tuple[str, ..
 # -- the figures ------------------------------------------------------------------------------
 
 
-@_styled
+@styled
 def throughput_vs_clients(capacity: dict):
     """Deliveries per second, every user sending as fast as it can, against the number of users."""
-    figure = _figure()
+    figure = new_figure()
     axes = figure.add_subplot()
     runs = capacity["runs"]
     for server in ("ours", "naive"):
@@ -164,10 +96,10 @@ def throughput_vs_clients(capacity: dict):
     return figure
 
 
-@_styled
+@styled
 def latency_vs_load(latency: dict):
     """p50, p99 and p99.9 latency against offered load, for both servers."""
-    figure = _figure()
+    figure = new_figure()
     axes = figure.add_subplot()
     runs = latency["runs"]
     quantiles = ("p50", "p99", "p99.9")
@@ -178,14 +110,14 @@ def latency_vs_load(latency: dict):
     return figure
 
 
-@_styled
+@styled
 def latency_cdf(latency: dict, offered_per_s: float = 500):
     """The distribution of latencies at one load: the fraction of messages faster than x.
 
     Each curve goes through at most ``CDF_POINTS`` of its sorted samples,
     evenly spaced by rank (see :func:`_cdf_points` and the module docstring).
     """
-    figure = _figure()
+    figure = new_figure()
     axes = figure.add_subplot()
     for server in ("ours", "naive"):
         samples = [value for run in matching(latency["runs"], server=server, offered_per_s=offered_per_s)
@@ -199,10 +131,10 @@ def latency_cdf(latency: dict, offered_per_s: float = 500):
     return figure
 
 
-@_styled
+@styled
 def scaling_latency(scaling: dict):
     """p50 and p99 latency against users, each user sending one message per second."""
-    figure = _figure()
+    figure = new_figure()
     axes = figure.add_subplot()
     quantiles = ("p50", "p99")
     _quantile_lines(axes, scaling["runs"], "users", quantiles)
@@ -212,10 +144,10 @@ def scaling_latency(scaling: dict):
     return figure
 
 
-@_styled
+@styled
 def nagle_effect(nagle: dict):
     """p50 and p99 with TCP_NODELAY on and off, for both servers: light, hatched bars are Nagle's (off)."""
-    figure = _figure()
+    figure = new_figure()
     axes = figure.add_subplot()
     runs = sorted(nagle["runs"], key=lambda run: (run["server"] != "ours", not run["server_options"].get("nodelay")))
     width = 0.8 / len(runs)
@@ -239,7 +171,7 @@ def nagle_effect(nagle: dict):
 SLOW_CASES = [("ours", 0), ("ours", 1), ("naive", 0), ("naive", 1)]  # (server, stalled users), left to right
 
 
-@_styled
+@styled
 def slow_consumer(slow: dict):
     """Others' p99 and losses, without and with one user that never reads.
 
@@ -248,7 +180,7 @@ def slow_consumer(slow: dict):
     start) and, lighter, for the whole run; results from before the windowed
     numbers show the whole run only.
     """
-    figure = _figure(7.5, 4.0)
+    figure = new_figure(7.5, 4.0)
     left, right = figure.add_subplot(1, 2, 1), figure.add_subplot(1, 2, 2)
     runs = slow["runs"]
     labels = [f"{SHORT_LABELS[server]}\n{'stalled user' if stalled else 'baseline'}" for server, stalled in SLOW_CASES]
@@ -302,10 +234,10 @@ def _window_label(runs: list[dict]) -> str:
             f"{SHORT_LABELS['naive']}: {seconds['naive']:.2g} s);\nbaseline: the same stretch")
 
 
-@_styled
+@styled
 def ours_vs_textbook(capacity: dict, latency: dict, slow: dict):
     """The three numbers that separate the designs, side by side, each bar labelled with its value."""
-    figure = _figure(7.5, 3.4)
+    figure = new_figure(7.5, 3.4)
     lost_share = [{**run, "share": run_lost_share(run)} for run in slow["runs"]]
     cells = [
         ("Throughput, 50 users", "deliveries per second", "log",
@@ -326,10 +258,10 @@ def ours_vs_textbook(capacity: dict, latency: dict, slow: dict):
     return figure
 
 
-@_styled
+@styled
 def udp_vs_tcp(udp: dict):
     """Delivery ratio and p99 latency of TCP and UDP at the same load, under 0%, 1% and 10% loss."""
-    figure = _figure(7.5, 3.6)
+    figure = new_figure(7.5, 3.6)
     left, right = figure.add_subplot(1, 2, 1), figure.add_subplot(1, 2, 2)
     losses = sorted({run["injected_loss"] for run in udp["runs"]})
     colors = {"tcp": OURS_COLOR, "udp": "#ff7f0e"}
@@ -359,11 +291,11 @@ def udp_vs_tcp(udp: dict):
     return figure
 
 
-@_styled
+@styled
 def soak_timeline(soak: dict):
     """The soak run over time: the server's memory and threads, and the steady users' p99 per window."""
     report = soak["soak"]
-    figure = _figure(7.5, 3.9)
+    figure = new_figure(7.5, 3.9)
     left, right = figure.add_subplot(1, 2, 1), figure.add_subplot(1, 2, 2)
     _soak_memory(left, report, _warm_up(left, report))
     _warm_up(right, report)

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from chat.lab import bench
 from chat.lab import results as lab_results
-from chat.reporting import facts, plots, templates
+from chat.reporting import canvas, facts, plots, templates
 
 REPORT_DIR = Path(__file__).resolve().parents[2] / "report"
 TOP_README = REPORT_DIR.parent / "README.md"
@@ -152,11 +152,11 @@ def load_results(results_dir: Path) -> dict[str, dict]:
 
 
 def draw_figures(results: dict[str, dict], figures_dir: Path) -> list[Path]:
-    written = [plots.save(figure, figures_dir / f"{name}.svg")
+    written = [canvas.save(figure, figures_dir / f"{name}.svg")
                for result in results.values() for name, figure in plots.figures_for(result).items()]
     if all(name in results for name in ("capacity", "latency", "slow-consumer")):
         summary = plots.ours_vs_textbook(results["capacity"], results["latency"], results["slow-consumer"])
-        written.append(plots.save(summary, figures_dir / "ours-vs-textbook.svg"))
+        written.append(canvas.save(summary, figures_dir / "ours-vs-textbook.svg"))
     return written
 
 
