@@ -10,7 +10,8 @@
   long run, the fastest possible sender, and real packet loss on loopback;
 - :mod:`chat.lab.stats` - percentiles and samples;
 - :mod:`chat.lab.notebook`, :mod:`chat.lab.scale` - what the notebooks call;
-- :mod:`chat.lab.checker` - ``python -m chat check``: grading any chat server from the outside.
+- :mod:`chat.lab.checker` - ``python -m chat check``: grading any chat server from the outside;
+- :mod:`chat.lab.steps` - six small servers, step by step from an echo to a correct chat, each graded by the checker.
 
 Import the module you need (``from chat.lab import bench``): nothing is
 imported here, so a notebook that needs one tool does not load them all.

@@ -261,17 +261,28 @@ class Crowd:
                 self._changed.wait(min(remaining, 0.1))
             return True
 
-    def wait_for_tokens(self, expected: dict[Peer, set[str]], timeout_s: float) -> bool:
-        """Wait until every peer has seen every token expected of it (or was closed)."""
+    def wait_for_tokens(self, expected: dict[Peer, set[str]], timeout_s: float, idle_s: float | None = None) -> bool:
+        """Wait until every peer has seen every token expected of it (or was closed).
+
+        With ``idle_s``, give up sooner if nothing at all arrives for that long:
+        what is missing then is not on its way.
+        """
         pending = dict(expected)
+        progress = {"bytes": -1, "at": time.monotonic()}
 
         def all_seen() -> bool:
             for peer, tokens in list(pending.items()):
                 if peer.closed or (len(peer.seen) >= len(tokens) and tokens <= peer.seen.keys()):
                     del pending[peer]
-            return not pending
+            if not pending or idle_s is None:
+                return not pending
+            received = sum(peer.received_bytes for peer in pending)
+            now = time.monotonic()
+            if received != progress["bytes"]:
+                progress.update(bytes=received, at=now)
+            return now - progress["at"] > idle_s
 
-        return self.wait(all_seen, timeout_s)
+        return self.wait(all_seen, timeout_s) and not pending
 
     def quiet(self, seconds: float) -> None:
         """Let late lines arrive."""
