@@ -185,3 +185,15 @@ def test_listings_name_code_by_qualified_name():
         for qualified in listings:
             module, _, attribute = qualified.partition(":")
             assert module in MODULES and attribute, f"{template}: {qualified} is not module:object"
+
+
+def test_the_build_it_yourself_notebook_is_the_same_code_in_english_and_russian():
+    english, russian = (json.loads((ROOT / "notebooks" / name).read_text(encoding="utf-8"))["cells"]
+                        for name in ("02-build-a-chat-server.ipynb", "02-build-a-chat-server.ru.ipynb"))
+    code = lambda cells: [("".join(cell["source"]), cell["metadata"]) for cell in cells if cell["cell_type"] == "code"]
+    assert code(english) == code(russian)
+    prose = lambda cells: ["".join(cell["source"]) for cell in cells if cell["cell_type"] == "markdown"]
+    assert len(prose(english)) == len(prose(russian))
+    assert all(re.search("[а-яё]{4}", text) for text in prose(russian)), "a Russian cell is not in Russian"
+    exercises = [source for source, _ in code(english) if source.startswith("# NBVAL_SKIP")]
+    assert len(exercises) == 3  # after steps 2, 3 and 6, each followed by a worked answer nbval runs

@@ -142,3 +142,62 @@ def talk_until_somebody_leaves(sender: ChatClient, reader: ChatClient, text: str
         if isinstance(event, Left):  # ...until a departure is announced
             return number + 1, event
     raise TimeoutError(f"nobody left after {MAX_STALLED_MESSAGES} messages")
+
+
+# -- the build-it-yourself notebook ------------------------------------------------------------
+
+
+def step_source(number: int) -> str:
+    """The whole source of step ``number``'s server (:mod:`chat.lab.steps`), as the student would type it."""
+    import inspect
+
+    from chat.lab import steps
+
+    return inspect.getsource(steps.step(number))
+
+
+def step_changes(number: int) -> str:
+    """What changed in the code from step ``number - 1`` to step ``number``, as a unified diff.
+
+    The module docstrings (each step's explanation) and the line that prints
+    the step's number are left out: what remains is what the student changes.
+    """
+    import ast
+    import difflib
+    import re
+
+    def code(step: int) -> list[str]:
+        source = step_source(step)
+        start = ast.parse(source).body[0].end_lineno  # after the docstring
+        return [line for line in source.splitlines()[start:] if not re.search(r"step \d listening", line)]
+
+    return "\n".join(difflib.unified_diff(code(number - 1), code(number), f"step {number - 1}", f"step {number}",
+                                          lineterm="", n=1))
+
+
+def side_by_side(cards: dict) -> str:
+    """A Markdown table of scorecards (``{label: Scorecard}``): a row per check, a column per card; · if not run."""
+    verdicts = {label: {result.id: result.verdict.value for result in card.results} for label, card in cards.items()}
+    titles: dict[str, str] = {}
+    for card in cards.values():
+        for result in card.results:
+            if result.verdict.value != "SKIP":
+                titles.setdefault(result.id, result.title)
+    lines = ["| check | " + " | ".join(cards) + " |", "|---|" + "---|" * len(cards)]
+    lines += [f"| {title} | " + " | ".join(verdicts[label].get(check, "·") for label in cards) + " |"
+              for check, title in titles.items()]
+    return "\n".join(lines)
+
+
+def load_through_checker(address: tuple, rate_per_s: float = 1000.0, users: int = 20, seconds: float = 2.0) -> dict:
+    """The checker's light load at ``rate_per_s`` against any line-based server: delivered, expected, p50, p99 (ms).
+
+    Unlike :func:`chat.lab.loadgen.run_load`, it needs no welcome line, so it
+    measures a student's server (or a step's) the same way as ours.
+    """
+    from chat.lab.checker.common import Context
+    from chat.lab.checker.dialect import Dialect
+    from chat.lab.checker.load import light_load
+
+    delivery, _ = light_load(Context(tuple(address), Dialect()), users=users, rate_per_s=rate_per_s, seconds=seconds)
+    return delivery.data

@@ -27,7 +27,9 @@ TOKEN_CHARS = 11
 RECV_BYTES = 65536
 STALLED_RCVBUF_BYTES = 4096  # a peer that never reads also advertises a tiny window
 MAX_RECEIVED_BYTES = 16 << 20  # a peer that gets more than this stops reading: a server that floods can't fill our memory
-JOIN_BATCH = 4  # users connecting at once (below the smallest listen backlog seen in submissions, 5)
+JOIN_BATCH = 16  # users connecting at once
+PROMPTED_JOIN_BATCH = 4  # ... to a server that prompts for the name, often one at a time in its accept loop:
+# below the smallest listen backlog seen in submissions (5)
 CONNECT_HINT = ("accept every connection at once and register it in its own thread: a user who is slow to give "
                 "a name must not keep the others from connecting")
 
@@ -204,13 +206,14 @@ class Crowd:
     def join(self, names: Iterable[str], first_index: int = 0, stalled: bool = False) -> list[Peer]:
         """Connect and register users, a few at a time; CheckFailed if the server refuses or closes on one.
 
-        A few at a time, as people arrive: a server that registers users one
-        by one in its accept loop, with a small listen backlog, would leave
-        the rest of a crowd arriving at once unanswered.
+        A few at a time, as people arrive: a server that prompts for names one
+        by one in its accept loop, with a small listen backlog, would leave the
+        rest of a crowd arriving at once unanswered.
         """
         names, peers = list(names), []
-        for start in range(0, len(names), JOIN_BATCH):
-            group = self.connect(names[start : start + JOIN_BATCH], first_index + start, stalled)
+        batch = PROMPTED_JOIN_BATCH if self.dialect.prompt else JOIN_BATCH
+        for start in range(0, len(names), batch):
+            group = self.connect(names[start : start + batch], first_index + start, stalled)
             self.register(group)
             peers += group
         return peers

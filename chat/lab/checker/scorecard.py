@@ -78,5 +78,5 @@ class Scorecard:
         summary = ", ".join(f"{counts[v.value]} {word}" for v, word in
                             ((Verdict.PASS, "passed"), (Verdict.WARN, "warned"), (Verdict.FAIL, "failed"),
                              (Verdict.SKIP, "skipped")) if counts[v.value])
-        lines += ["", f"  {len(self.results)} checks in {self.seconds:.0f} s: {summary}"]
+        lines += ["", f"  {len(self.results)} check{'s' * (len(self.results) != 1)} in {self.seconds:.0f} s: {summary}"]
         return "\n".join(lines)

@@ -30,10 +30,14 @@ def step(number: int) -> ModuleType:
 
 
 @contextlib.contextmanager
-def running(number: int, host: str = "127.0.0.1", port: int = 0) -> Iterator:
-    """Step ``number``'s server, serving in a background thread (port 0: a free one); stopped and joined after."""
-    server = step(number).ChatServer(host, port)
-    thread = threading.Thread(target=server.serve_forever, name=f"step{number}-accept", daemon=True)
+def running(number_or_class: int | type, host: str = "127.0.0.1", port: int = 0) -> Iterator:
+    """A step's server (by number, or a class of the same shape: your own), serving in a background thread.
+
+    Port 0: a free one (``server.address`` says which).  Stopped, and its threads joined, afterwards.
+    """
+    server_class = step(number_or_class).ChatServer if isinstance(number_or_class, int) else number_or_class
+    server = server_class(host, port)
+    thread = threading.Thread(target=server.serve_forever, name=f"{server_class.__module__}-accept", daemon=True)
     thread.start()
     try:
         yield server

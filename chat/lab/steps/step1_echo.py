@@ -25,8 +25,11 @@ class ChatServer:
             except OSError:  # the listener was closed: stop() was called
                 return
             with self.client:
-                while data := self.client.recv(1024):  # b"" when the client has closed its side
-                    self.client.sendall(data)  # send() may send only part of it; sendall() sends it all
+                try:
+                    while data := self.client.recv(1024):  # b"" when the client has closed its side
+                        self.client.sendall(data)  # send() may send only part of it; sendall() sends it all
+                except OSError:
+                    pass  # the client vanished (a reset): on to the next one
 
     def stop(self):
         self.listener.shutdown(socket.SHUT_RDWR)  # wakes accept() in the serving thread
