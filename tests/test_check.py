@@ -176,12 +176,13 @@ def test_submission_b_as_its_code_reads(card_b):
     by_id = {result.id: result for result in card_b.results}
     assert "came back to its sender" in by_id["broadcast"].evidence
     assert "for its leave" in by_id["join-leave"].evidence
-    # How far the spinning threads starve the rest depends on the machine: the relaying may still keep up
-    # with the light load, but joining, and with it the last checks, fail; Ctrl+C finds the accept loop
-    # either dead already (the process then exits, code 1, on the interrupted wait) or alive (it stays up).
-    assert starved["light-load"] in ("PASS", "FAIL")
-    assert starved["churn"] == "FAIL" and "could not join" in by_id["churn"].evidence, card_b.table()
-    assert starved["long-line-memory"] == "FAIL" and "flooder" in by_id["long-line-memory"].evidence, card_b.table()
+    # How far the spinning threads starve the rest depends on the machine and its load: the relaying may
+    # keep up with the light load or not; joining may fail (then the checks after it fail to join); Ctrl+C
+    # finds the accept loop alive (the non-daemon threads keep the process up) or already dead (it exits,
+    # code 1, on the interpreter's interrupted wait for them).  Each verdict names its cause.
+    starving = re.compile(r"lost|could not|no prompt|closed")  # messages lost, or users unable to join
+    for check in ("light-load", "churn", "long-line-memory"):
+        assert starved[check] == "PASS" or starving.search(by_id[check].evidence), card_b.table()
     assert (starved["sigint"] == "FAIL" and "still running" in by_id["sigint"].evidence
             or starved["sigint"] == "WARN" and "exit code 1" in by_id["sigint"].evidence), card_b.table()
     assert card_b.seconds < RUN_BOUND_S

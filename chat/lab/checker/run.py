@@ -40,6 +40,7 @@ def _contained(check_id: str, run: Callable[[], CheckResult | list[CheckResult]]
     return results
 
 
+BETWEEN_CHECKS_S = 0.3  # the users of one check have left before the next check's come, as people would
 GATE = ("register", "broadcast")  # if no message gets through these, the rest of the conversation is not tried
 
 
@@ -60,6 +61,7 @@ def _conversation(ctx: Context, progress: Progress | None, only: frozenset[str] 
         if progress is not None:
             progress(TITLES[check_id])
         results += _contained(check_id, run, ids)
+        time.sleep(BETWEEN_CHECKS_S)
     return results
 
 
