@@ -93,13 +93,19 @@ def test_the_textbook_server_fails_framing_cyrillic_stalled_and_nagle():
 def test_the_command_line_prints_the_scorecard_and_exits_1_on_a_failure(tmp_path):
     with NaiveServer() as server:
         host, port = server.server_address
-        run = subprocess.run([sys.executable, "-m", "chat", "check", f"{host}:{port}", "--json", str(tmp_path / "card.json")],
-                             capture_output=True, text=True, timeout=RUN_BOUND_S)
+        run = subprocess.run([sys.executable, "-m", "chat", "check", f"{host}:{port}", "--json", str(tmp_path / "card.json"),
+                              "--only", "register,broadcast,two-in-one"], capture_output=True, text=True, timeout=RUN_BOUND_S)
     assert run.returncode == 1, run.stderr
     assert re.search(r"two messages in one send\s+FAIL", run.stdout)
     assert "How to fix:" in run.stdout and "checking: users register" in run.stderr  # progress on stderr
     data = json.loads((tmp_path / "card.json").read_text(encoding="utf-8"))
-    assert data["failed"] is True and {check["id"] for check in data["checks"]} == set(CONVERSATION + PROCESS)
+    assert data["failed"] is True and [check["id"] for check in data["checks"]] == ["register", "broadcast", "two-in-one"]
+
+
+def test_the_command_line_names_an_unknown_check():
+    run = subprocess.run([sys.executable, "-m", "chat", "check", "127.0.0.1:9", "--only", "telepathy"],
+                         capture_output=True, text=True, timeout=30)
+    assert run.returncode == 2 and "no such check: telepathy" in run.stderr
 
 
 def test_the_command_line_refuses_a_bad_target():

@@ -22,7 +22,7 @@ CONVERSATION = ["register", "broadcast", "two-in-one", "long-message", "cyrillic
                 "invalid-utf8", "stalled-reader", "light-load", "latency", "churn"]
 TEXTBOOK_FAILS = {"two-in-one", "long-message", "cyrillic-bytes", "stalled-reader", "latency"}
 FAILS = {
-    1: set(CONVERSATION) - {"register"},  # one client at a time: no message reaches anybody else
+    1: {"broadcast"},  # one client at a time: no message reaches anybody else
     2: TEXTBOOK_FAILS,
     3: {"stalled-reader", "latency"},  # framing fixed: whole lines, decoded once complete
     4: {"stalled-reader", "latency"},  # the lock: the same scorecard (see the module docstring)
@@ -35,15 +35,22 @@ def failing(card) -> set[str]:
     return {result.id for result in card.results if result.verdict.value == "FAIL"}
 
 
+# Steps 2 and 6 get every check; the others the checks around what they change (the rest as the step before).
+GRADED_ON = {1: ["register", "broadcast"], 2: None, 3: CONVERSATION[:8], 4: CONVERSATION[:8] + ["churn"],
+             5: ["light-load", "latency", "stalled-reader"], 6: None}
+
+
 @pytest.mark.parametrize("number", range(1, 7))
 @pytest.mark.timeout(180)
 def test_each_step_passes_what_it_adds(number):
     with steps.running(number) as server:
-        card = check_server(server.address)
-    assert failing(card) == FAILS[number], card.table()
+        card = check_server(server.address, only=GRADED_ON[number])
+    graded = {result.id for result in card.results if result.verdict.value != "SKIP"}
+    assert graded == set(GRADED_ON[number] or CONVERSATION)
+    assert failing(card) == FAILS[number] & graded, card.table()
     assert {result.id for result in card.results if result.verdict.value == "WARN"} == set(), card.table()
-    if number == 1:
-        assert "not tried" in " ".join(result.evidence for result in card.results)
+    if number == 1:  # one client at a time: the others wait in accept()'s queue
+        assert "never reached" in {result.id: result for result in card.results}["broadcast"].evidence
 
 
 def test_the_last_step_passes_every_check_through_its_process_too():

@@ -36,6 +36,8 @@ def add_parser(commands) -> None:
                         help="after the name, how long to wait for an answer before going on (default 0.3)")
     parser.add_argument("--port", type=int, default=None, help="with -- COMMAND: the port it listens on")
     parser.add_argument("--json", metavar="FILE", help="also write the scorecard as JSON ('-' for stdout)")
+    parser.add_argument("--only", metavar="CHECKS", help="run only these checks, by id, comma-separated "
+                                                         "(ids: the scorecard's JSON; for a running server only)")
     parser.set_defaults(run=run, command=[])
 
 
@@ -63,6 +65,9 @@ def run(args: argparse.Namespace) -> int:
     def progress(title: str) -> None:
         print(f"  checking: {title} ...", file=sys.stderr, flush=True)
 
+    if args.command and args.only:
+        print("python -m chat check: --only is for a running server (HOST:PORT)", file=sys.stderr)
+        return 2
     if args.command:
         try:
             card = check_command(args.command, dialect, port=args.port, progress=progress)
@@ -74,7 +79,12 @@ def run(args: argparse.Namespace) -> int:
         if not host or not port.isdigit():
             print(f"python -m chat check: {args.target!r} is not HOST:PORT", file=sys.stderr)
             return 2
-        card = check_server((host.strip("[]"), int(port)), dialect, progress=progress)
+        only = [check.strip() for check in args.only.split(",")] if args.only else None
+        try:
+            card = check_server((host.strip("[]"), int(port)), dialect, progress=progress, only=only)
+        except ValueError as exc:
+            print(f"python -m chat check: {exc}", file=sys.stderr)
+            return 2
     print(card.table())
     if args.json == "-":
         sys.stdout.write(card.to_json())

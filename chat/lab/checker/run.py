@@ -40,7 +40,7 @@ def _contained(check_id: str, run: Callable[[], CheckResult | list[CheckResult]]
     return results
 
 
-BETWEEN_CHECKS_S = 0.3  # the users of one check have left before the next check's come, as people would
+BETWEEN_CHECKS_S = 0.15  # the users of one check have left before the next check's come, as people would
 GATE = ("register", "broadcast")  # if no message gets through these, the rest of the conversation is not tried
 
 
