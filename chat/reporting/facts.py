@@ -97,12 +97,11 @@ def facts(results: dict[str, dict]) -> dict:
 
 def _scorecard_facts(servers: dict) -> dict:
     """How many checks of ``python -m chat check`` each graded server passed, warned and failed."""
-    found = {"checks": None}
+    found = {"checks": len(servers["ours"]["checks"]) if "ours" in servers else None}
     for name in ("ours", "naive"):
         counts = servers.get(name, {}).get("counts", {})
-        found.update({f"{name}_{word}": counts.get(verdict) for verdict, word in
-                      (("PASS", "passed"), ("WARN", "warned"), ("FAIL", "failed"))})
-        found["checks"] = found["checks"] or (len(servers[name]["checks"]) if name in servers else None)
+        found |= {f"{name}_passed": counts.get("PASS"), f"{name}_warned": counts.get("WARN"),
+                  f"{name}_failed": counts.get("FAIL")}
     return found
 
 

@@ -61,7 +61,7 @@ def generate(out_dir: Path = REPORT_DIR, mode: str = "full", step: Step | None =
     written = draw_figures(results, out_dir / "figures")
     written += render_report(results, out_dir)
     if out_dir.resolve() == REPORT_DIR.resolve():
-        written.append(update_performance_section(results))
+        written.append(update_readme_sections(results))
     return written
 
 
@@ -193,8 +193,8 @@ def _replace_between(text: str, start: str, end: str, body: str) -> str:
     return f"{head}{start}\n{body}\n{end}{tail}"
 
 
-def update_performance_section(results: dict[str, dict], readme: Path = TOP_README) -> Path:
-    """Replace the README's generated sections (each between its two markers): Performance, and a scorecard."""
+def update_readme_sections(results: dict[str, dict], readme: Path = TOP_README) -> Path:
+    """Replace the README's generated sections, each between its two markers: Performance, and a scorecard."""
     text = readme.read_text(encoding="utf-8")
     text = _replace_between(text, PERFORMANCE_START, PERFORMANCE_END, performance_section(results))
     if SCORECARD_START in text:

@@ -63,7 +63,7 @@ def broadcast(ctx: Context) -> CheckResult:
                                                "and not the sender itself")
 
 
-def two_in_one_send(ctx: Context) -> CheckResult:
+def two_in_one(ctx: Context) -> CheckResult:
     with ctx.crowd() as crowd:
         ann, bob, vera = crowd.join(["ann", "bob", "вера"])
         (first, text1), (second, text2) = ann.message("раз"), ann.message("два")
@@ -107,7 +107,7 @@ def long_message(ctx: Context, size_bytes: int = 2000) -> CheckResult:
                    f"{len(line.encode())} bytes, and the text is cut or has something inserted", HINTS["framing"])
 
 
-def cyrillic_bytewise(ctx: Context) -> CheckResult:
+def cyrillic_bytes(ctx: Context) -> CheckResult:
     with ctx.crowd() as crowd:
         ann, bob = crowd.join(["ann", "bob"])
         mark, text = ann.message("съешь же ещё этих мягких французских булок")
