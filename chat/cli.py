@@ -240,9 +240,22 @@ def _add_bench(commands) -> None:
     parser.add_argument("--out", default="results", help="folder for the results (default: results)")
     parser.add_argument("--csv", action="store_true", help="also write SCENARIO.csv")
     parser.add_argument("--plot", action="store_true", help="also draw the scenario's figures (SVG) into --out")
+    parser.add_argument("--users", type=_numbers(int), default=None, metavar="N[,N...]",
+                        help="the numbers of users to measure instead of the scenario's own")
+    parser.add_argument("--rates", type=_numbers(float), default=None, metavar="R[,R...]",
+                        help="the offered loads (messages/s in all) instead of the scenario's own")
     parser.add_argument("--seconds", type=float, default=None,
-                        help="soak only: how long to run (default 10 with --quick, 60 with --full)")
+                        help="how long each run sends; the soak: how long it runs (default 10 with --quick, 60 with --full)")
     parser.set_defaults(run=_run_bench)
+
+
+def _numbers(kind):
+    def parse(text: str) -> list:
+        try:
+            return [kind(part) for part in text.split(",")]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {text!r}") from None
+    return parse
 
 
 def _run_bench(args: argparse.Namespace) -> int:
@@ -261,8 +274,14 @@ def _run_bench(args: argparse.Namespace) -> int:
                 bar.update(0 if bar.postfix is None else 1)
                 bar.set_postfix_str(label)
 
-            options = {"seconds": args.seconds} if name == "soak" and args.seconds else {}
-            result = bench.run_scenario(name, args.mode, step, **options)
+            sizes = {"users": args.users, "rates": args.rates, "seconds": args.seconds}
+            chosen = {key: value for key, value in sizes.items() if value is not None and key in bench.SIZES[name]}
+            if args.scenario != "all" and len(chosen) < sum(value is not None for value in sizes.values()):
+                bar.close()
+                accepted = ", ".join(sorted(bench.SIZES[name])) or "none"
+                print(f"chat bench: {name} takes only these sizes: {accepted}", file=sys.stderr)
+                return 2
+            result = bench.run_scenario(name, args.mode, step, **chosen)
             bar.update(1)
         for path in lab_results.save(result, out, args.csv):
             print(f"wrote {path}")

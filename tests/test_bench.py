@@ -127,13 +127,29 @@ def test_plot_of_slow_consumer_shows_the_window_of_a_fresh_run(stored):
     assert len(window.patches) == len(whole.patches) == 4
 
 
-def test_bench_command_line_writes_results_and_figures(tmp_path):
-    result = subprocess.run(python_command("bench", "nagle", "--quick", "--out", str(tmp_path), "--csv", "--plot"),
+def test_bench_command_line_writes_results_and_figures_at_the_sizes_asked_for(tmp_path):
+    command = ("bench", "latency", "--quick", "--users", "6", "--rates", "120,240", "--seconds", "0.5")
+    result = subprocess.run(python_command(*command, "--out", str(tmp_path), "--csv", "--plot"),
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
-    assert {path.name for path in tmp_path.iterdir()} == {"nagle.json", "nagle.csv", "nagle.svg"}
-    assert "TCP_NODELAY" in result.stdout
-    assert json.loads((tmp_path / "nagle.json").read_text())["command"] == "python -m chat bench nagle --quick"
+    assert {path.name for path in tmp_path.iterdir()} >= {"latency.json", "latency.csv", "latency-vs-load.svg"}
+    stored = json.loads((tmp_path / "latency.json").read_text())
+    assert stored["command"] == "python -m chat bench " + " ".join(command[1:])
+    assert {(run["server"], run["users"], run["offered_per_s"]) for run in stored["runs"]} == {
+        (server, 6, rate) for server in ("ours", "naive") for rate in (120, 240)}
+    assert all(run["sent"] == 6 * round(run["offered_per_s"] * 0.5 / 6) for run in stored["runs"])  # 0.5 s of sending
+    # the latency target is set at 50 users and 500 msg/s: at other sizes it is information, not judged
+    assert next(t for t in stored["targets"] if t["name"].startswith("our p99"))["met"] is None
+    assert "at 6 users, 240 msg/s" in result.stdout
+
+
+def test_a_size_a_scenario_has_no_use_for_is_refused():
+    with pytest.raises(TypeError, match="capacity does not take rates"):
+        bench.run_scenario("capacity", rates=[100])
+    with pytest.raises(ValueError, match="one value of users"):
+        bench.run_scenario("nagle", users=[10, 20])
+    result = subprocess.run(python_command("bench", "ceiling", "--users", "5"), capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "ceiling takes only these sizes: none" in result.stderr
 
 
 def test_peak_cpu_busy_is_the_busiest_second_of_cpu_time():

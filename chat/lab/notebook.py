@@ -3,18 +3,28 @@
 The notebooks narrate; this module and the rest of the package compute.
 
 - ``CHAT_LAB_SCALE=quick`` (the default, and CI's): every experiment runs
-  live, in seconds.
+  live, in seconds; :func:`figure` shows the report's stored full run
+  beside a live figure, labelled as stored.
 - ``CHAT_LAB_SCALE=full``: the notebooks show the measurements of the lab
   report (``report/results``, made by ``python -m chat report``), and save
   their figures under ``report/figures`` with the report's names; where a
   result is missing, the full experiment runs and is stored there.
+
+The measurements read the server's memory, CPU and threads from Linux's
+``/proc``.  Elsewhere :func:`results` shows the stored full run instead of
+measuring, and says so; the ``%%linux_only`` cell magic (registered when this
+module is imported in IPython) skips a cell that shows what only Linux does.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import html
+import io
 import socket
-import struct
+import sys
+import threading
 import time
 from dataclasses import dataclass
 
@@ -30,16 +40,120 @@ SOCKET_TIMEOUT_S = 5.0
 MAX_STALLED_MESSAGES = 10_000  # far more than any queue and kernel buffer hold: the stalled user is gone first
 
 
-def results(scenario: str) -> dict:
-    """One scenario's measurements at the current scale (see the module docstring)."""
-    if scale() == "quick":
-        return bench.run_scenario(scenario, "quick")
+LINUX = sys.platform.startswith("linux")
+
+
+def results(scenario: str, *, users=None, rates=None, seconds=None) -> dict:
+    """One scenario's measurements at the current scale (see the module docstring), with a progress bar.
+
+    ``users``, ``rates`` and ``seconds`` change the sizes of a live run (see
+    :func:`chat.lab.bench.run_scenario`), for example
+    ``results("latency", rates=[250, 1000], seconds=4)``.
+    """
+    sizes = {key: value for key, value in (("users", users), ("rates", rates), ("seconds", seconds)) if value is not None}
+    if not LINUX:
+        print(f"{scenario}: this machine is not Linux, whose /proc the measurements read; "
+              f"here is the {stored_label(stored_results(scenario))}")
+        return stored_results(scenario)
+    if scale() == "quick" or sizes:
+        return _with_progress(scenario, "quick" if scale() == "quick" else "full", sizes)
     stored = REPORT_DIR / "results" / f"{scenario}.json"
     if stored.exists():
         return lab_results.load(stored)
-    result = bench.run_scenario(scenario, "full")
+    result = _with_progress(scenario, "full", {})
     lab_results.save(result, stored.parent)
     return result
+
+
+def _with_progress(scenario: str, mode: str, sizes: dict) -> dict:
+    from tqdm.auto import tqdm
+
+    tqdm.monitor_interval = 0  # no monitor thread: the notebooks check that no thread is left behind
+    with tqdm(desc=scenario, unit=" run", leave=False) as bar:
+        def step(label: str) -> None:  # called as each run starts
+            bar.update(0 if bar.postfix is None else 1)
+            bar.set_postfix_str(label)
+
+        return bench.run_scenario(scenario, mode, step, **sizes)
+
+
+def stored_results(scenario: str) -> dict | None:
+    """The report's full run of ``scenario`` (``report/results``), or None where there is none."""
+    path = REPORT_DIR / "results" / f"{scenario}.json"
+    return lab_results.load(path) if path.exists() else None
+
+
+def stored_label(result: dict | None) -> str:
+    """How a stored result is labelled: when and where it was measured."""
+    if result is None:
+        return "no stored run (report/results is missing)"
+    machine = result["machine"]
+    return (f"stored {result['mode']} run of {result['finished']}, on {machine['cpus']} CPUs of {machine['cpu']}, "
+            f"{machine['system']}, Python {machine['python']}")
+
+
+def figure(name: str, draw, result: dict):
+    """A figure of ``result`` drawn by ``draw``; a quick run's gets the stored full run's drawn beside it.
+
+    In a quick run the figure of the report's full run (``report/results``)
+    is shown next to the live one, each with a caption saying what it is; at
+    full scale, or where nothing is stored, the one figure alone.
+    """
+    from chat.reporting import canvas
+
+    live = canvas.show(name, draw(result))
+    stored = stored_results(result["scenario"]) if result["mode"] == "quick" else None
+    if stored is None:
+        return live
+    return Beside([(f"this quick run, {result['finished']}", live), (stored_label(stored), draw(stored))])
+
+
+class Beside:
+    """Figures side by side, each over its caption: what Jupyter (and GitHub) show of it is HTML."""
+
+    def __init__(self, panels: list[tuple[str, object]]):
+        self.panels = panels
+
+    def _repr_html_(self) -> str:
+        from chat.reporting import canvas
+
+        cells = []
+        for caption, drawing in self.panels:
+            png = io.BytesIO()
+            with canvas.style():
+                drawing.savefig(png, format="png", dpi=80)
+            image = base64.b64encode(png.getvalue()).decode("ascii")
+            cells.append(f'<figure style="margin:0 1em 0 0;flex:1 1 0;min-width:20em">'
+                         f'<img style="width:100%" src="data:image/png;base64,{image}">'
+                         f"<figcaption><b>{html.escape(caption)}</b></figcaption></figure>")
+        return f'<div style="display:flex;flex-wrap:wrap">{"".join(cells)}</div>'
+
+    def __repr__(self) -> str:
+        return "\n".join(f"[figure: {caption}]" for caption, _ in self.panels)
+
+
+def _register_linux_only() -> None:
+    """``%%linux_only`` at the top of a cell: run it on Linux; elsewhere say that it was skipped, and why."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is None:
+        return
+
+    def linux_only(line: str, cell: str):
+        if LINUX:
+            shell.run_cell(cell)  # its output and its last value are shown as for any cell
+            return None
+        print(f"skipped: this cell shows what Linux does{' (' + line.strip() + ')' if line.strip() else ''}, "
+              f"and this is {sys.platform}")
+        return None
+
+    shell.register_magic_function(linux_only, magic_kind="cell")
+
+
+_register_linux_only()
 
 
 # -- small demonstrations with real sockets --------------------------------------------------
@@ -56,21 +170,49 @@ def tcp_pair(timeout_s: float = SOCKET_TIMEOUT_S):
         yield sender, receiver
 
 
+JUPYTER_MODULES = ("zmq", "ipykernel", "jupyter_client", "IPython", "tornado")
+
+
+def threads_left_behind(before: set[threading.Thread]) -> list[str]:
+    """The names of threads running now that were not in ``before``, Jupyter's own left out.
+
+    pyzmq, which carries the kernel's messages, starts a garbage-collector
+    thread the first time a large output (a figure) is sent: it is the
+    kernel's, not the chat's.
+    """
+    return sorted(thread.name for thread in threading.enumerate()
+                  if thread not in before and not type(thread).__module__.startswith(JUPYTER_MODULES))
+
+
+def wait_until(condition, timeout_s: float = SOCKET_TIMEOUT_S) -> None:
+    """Wait until ``condition()`` is true, checking every few milliseconds; TimeoutError after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"still not true after {timeout_s} s")
+        time.sleep(0.005)
+
+
 def wait_for_bytes(sock: socket.socket, count: int, timeout_s: float = SOCKET_TIMEOUT_S) -> int:
     """Wait until ``count`` bytes are waiting to be read (without reading them); returns how many."""
     deadline = time.monotonic() + timeout_s
-    while (waiting := _bytes_waiting(sock)) < count:
+    while (waiting := _bytes_waiting(sock, count + 65536)) < count:
         if time.monotonic() > deadline:
             raise TimeoutError(f"only {waiting} of {count} bytes arrived")
         time.sleep(0.001)
     return waiting
 
 
-def _bytes_waiting(sock: socket.socket) -> int:
-    import fcntl  # POSIX only: imported here so that the module (and every notebook) imports on Windows
-    import termios
-
-    return struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0" * 4))[0]
+def _bytes_waiting(sock: socket.socket, up_to: int) -> int:
+    """How many bytes are waiting (at most ``up_to``), by peeking: portable, unlike ``ioctl(FIONREAD)``."""
+    timeout = sock.gettimeout()
+    sock.setblocking(False)
+    try:
+        return len(sock.recv(up_to, socket.MSG_PEEK))
+    except BlockingIOError:
+        return 0
+    finally:
+        sock.settimeout(timeout)
 
 
 def stalled_user(address: tuple, name: str) -> socket.socket:

@@ -164,7 +164,8 @@ def nagle_effect(nagle: dict):
              title=f"Nagle's algorithm: TCP_NODELAY on and off\n{runs[0]['users']} users, "
                    f"{runs[0]['offered_per_s']:g} messages/s")
     axes.margins(y=0.1)
-    axes.legend(fontsize=8, loc="upper left")
+    _plain_numbers(axes.yaxis)
+    figure.legend(*axes.get_legend_handles_labels(), loc="outside lower center", ncols=2, fontsize=8)
     return figure
 
 
@@ -274,7 +275,8 @@ def udp_vs_tcp(udp: dict):
         bars = left.bar(xs, ratio, width=0.4, color=colors[transport], label=transport.upper())
         left.bar_label(bars, [f"{value:.1f}" if ok else "" for value, ok in zip(ratio, measured)], fontsize=7)
         bars = right.bar(xs, p99, width=0.4, color=colors[transport], label=transport.upper())
-        right.bar_label(bars, [f"{value:.3g}" if ok else "" for value, ok in zip(p99, measured)], fontsize=7)
+        right.bar_label(bars, [f"{value:,.0f}" if value >= 100 else f"{value:.3g}" if ok else ""
+                               for value, ok in zip(p99, measured)], fontsize=7)
         for x, ok in zip(xs, measured):
             if not ok:
                 for axes in (left, right):
@@ -285,10 +287,23 @@ def udp_vs_tcp(udp: dict):
     figure.legend(*left.get_legend_handles_labels(), loc="outside lower center", ncols=2, fontsize=8)
     left.set(ylabel="messages delivered (%)", ylim=(0, 112), title="Delivered")
     right.set(ylabel="p99 latency (ms)", yscale="log", title="Latency")
+    _plain_numbers(right.yaxis)
     measured = next(run for run in udp["runs"] if "not_measured" not in run)
     figure.suptitle(f"TCP and UDP under injected packet loss, {measured['users']} users, "
                     f"{measured['offered_per_s']:g} messages/s", fontsize=10)
     return figure
+
+
+def _plain_numbers(axis) -> None:
+    """Label a log axis's ticks as plain numbers ("2", "0.5", "1000"), not "2×10⁰", minor ticks included."""
+    from matplotlib.ticker import FuncFormatter
+
+    plain = FuncFormatter(lambda value, _: f"{value:g}")
+    axis.set_major_formatter(plain)
+    if axis.get_view_interval()[1] / max(axis.get_view_interval()[0], 1e-12) < 100:  # within two decades: label 2, 5
+        axis.set_minor_formatter(FuncFormatter(lambda value, _: f"{value:g}" if f"{value:g}"[0] in "25" else ""))
+    else:
+        axis.set_minor_formatter(FuncFormatter(lambda value, _: ""))
 
 
 @styled
