@@ -155,7 +155,7 @@ def scaling(mode: Mode, step: Step | None = None) -> dict:
     if 1000 in sizes:
         big = _pick(runs, "ours", users=1000)
         connected = big["users"] if big["receivers_closed"] == 0 and big["lost"] == 0 else 0
-        targets.append(_target("users connected at once, all served", connected, ">=", 1000))
+        targets.append(_target("users connected at once, every line delivered, however late (latency not judged)", connected, ">=", 1000))
     return _scenario("scaling", mode, runs, targets)
 
 
@@ -198,11 +198,15 @@ def _slow_consumer_runs(mode: Mode, step: Step | None) -> list[dict]:
     for rep in range(mode.reps):
         for kind in ("ours", "naive"):
             suffix = f" (run {rep + 1} of {mode.reps})" if mode.reps > 1 else ""
-            config = _rate_config(senders + 1, rate, sized, stalled_users=1, message_bytes=512, keep_send_times=True)
+            # ASCII text: with Cyrillic the textbook server also disconnects users whose letters its recv(1024)
+            # cuts (the framing scenario), and its losses would mix that failure with the stalled user's.
+            config = _rate_config(senders + 1, rate, sized, stalled_users=1, message_bytes=512, alphabet="ascii",
+                                  keep_send_times=True)
             stalled = measure(kind, config, step, f"slow consumer: {kind}, one stalled user{suffix}")
             if stalled["window_s"] is None:  # never dropped: it was there all along
                 stalled["window_s"], stalled["latency_window_ms"] = stalled["duration_s"], stalled["latency_ms"]
-            config = _rate_config(senders, rate, sized, message_bytes=512, keep_send_times=True)  # the same load, nobody stalled
+            config = _rate_config(senders, rate, sized, message_bytes=512, alphabet="ascii",
+                                  keep_send_times=True)  # the same load, nobody stalled
             baseline = measure(kind, config, step, f"slow consumer: {kind}, baseline{suffix}", window_s=stalled["window_s"])
             runs += [{**stalled, "rep": rep}, {**baseline, "rep": rep}]
     return runs

@@ -3,8 +3,8 @@
 The notebooks narrate; this module and the rest of the package compute.
 
 - ``CHAT_LAB_SCALE=quick`` (the default, and CI's): every experiment runs
-  live, in seconds; :func:`figure` shows the report's stored full run
-  beside a live figure, labelled as stored.
+  live, in seconds; :func:`chat.reporting.canvas.beside_stored` shows the
+  report's stored full run beside a live figure, labelled as stored.
 - ``CHAT_LAB_SCALE=full``: the notebooks show the measurements of the lab
   report (``report/results``, made by ``python -m chat report``), and save
   their figures under ``report/figures`` with the report's names; where a
@@ -18,10 +18,7 @@ module is imported in IPython) skips a cell that shows what only Linux does.
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import html
-import io
 import socket
 import sys
 import threading
@@ -31,7 +28,7 @@ from dataclasses import dataclass
 from chat import protocol
 from chat.lab import bench
 from chat.lab import results as lab_results
-from chat.lab.scale import REPORT_DIR, scale
+from chat.lab.scale import REPORT_DIR, scale, stored_label, stored_results
 from chat.protocol import ChatMessage, Joined, Left
 from chat.tcp.client import ChatClient, connect
 from chat.tcp.server import ChatServer, ServerStats
@@ -75,61 +72,6 @@ def _with_progress(scenario: str, mode: str, sizes: dict) -> dict:
             bar.set_postfix_str(label)
 
         return bench.run_scenario(scenario, mode, step, **sizes)
-
-
-def stored_results(scenario: str) -> dict | None:
-    """The report's full run of ``scenario`` (``report/results``), or None where there is none."""
-    path = REPORT_DIR / "results" / f"{scenario}.json"
-    return lab_results.load(path) if path.exists() else None
-
-
-def stored_label(result: dict | None) -> str:
-    """How a stored result is labelled: when and where it was measured."""
-    if result is None:
-        return "no stored run (report/results is missing)"
-    machine = result["machine"]
-    return (f"stored {result['mode']} run of {result['finished']}, on {machine['cpus']} CPUs of {machine['cpu']}, "
-            f"{machine['system']}, Python {machine['python']}")
-
-
-def figure(name: str, draw, result: dict):
-    """A figure of ``result`` drawn by ``draw``; a quick run's gets the stored full run's drawn beside it.
-
-    In a quick run the figure of the report's full run (``report/results``)
-    is shown next to the live one, each with a caption saying what it is; at
-    full scale, or where nothing is stored, the one figure alone.
-    """
-    from chat.reporting import canvas
-
-    live = canvas.show(name, draw(result))
-    stored = stored_results(result["scenario"]) if result["mode"] == "quick" else None
-    if stored is None:
-        return live
-    return Beside([(f"this quick run, {result['finished']}", live), (stored_label(stored), draw(stored))])
-
-
-class Beside:
-    """Figures side by side, each over its caption: what Jupyter (and GitHub) show of it is HTML."""
-
-    def __init__(self, panels: list[tuple[str, object]]):
-        self.panels = panels
-
-    def _repr_html_(self) -> str:
-        from chat.reporting import canvas
-
-        cells = []
-        for caption, drawing in self.panels:
-            png = io.BytesIO()
-            with canvas.style():
-                drawing.savefig(png, format="png", dpi=80)
-            image = base64.b64encode(png.getvalue()).decode("ascii")
-            cells.append(f'<figure style="margin:0 1em 0 0;flex:1 1 0;min-width:20em">'
-                         f'<img style="width:100%" src="data:image/png;base64,{image}">'
-                         f"<figcaption><b>{html.escape(caption)}</b></figcaption></figure>")
-        return f'<div style="display:flex;flex-wrap:wrap">{"".join(cells)}</div>'
-
-    def __repr__(self) -> str:
-        return "\n".join(f"[figure: {caption}]" for caption, _ in self.panels)
 
 
 def _register_linux_only() -> None:

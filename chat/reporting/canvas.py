@@ -21,7 +21,10 @@ its constrained layout by the last bit of a float, which shows in the SVG.
 
 from __future__ import annotations
 
+import base64
 import functools
+import html
+import io
 from pathlib import Path
 
 from chat.lab import scale as notebook_scale
@@ -75,3 +78,39 @@ def show(name: str, drawing):
     if notebook_scale.scale() == "full" and notebook_scale.REPORT_DIR.is_dir():
         save(drawing, notebook_scale.REPORT_DIR / "figures" / f"{name}.svg")
     return drawing
+
+
+def beside_stored(name: str, draw, result: dict):
+    """A figure of ``result`` drawn by ``draw``; a quick run's gets the stored full run's drawn beside it.
+
+    In a quick run the figure of the report's full run (``report/results``)
+    is shown next to the live one, each with a caption saying what it is; at
+    full scale, or where nothing is stored, the one figure alone.
+    """
+    live = show(name, draw(result))
+    stored = notebook_scale.stored_results(result["scenario"]) if result["mode"] == "quick" else None
+    if stored is None:
+        return live
+    return Beside([(f"this quick run, {result['finished']}", live), (notebook_scale.stored_label(stored), draw(stored))])
+
+
+class Beside:
+    """Figures side by side, each over its caption: what Jupyter (and GitHub) show of it is HTML."""
+
+    def __init__(self, panels: list[tuple[str, object]]):
+        self.panels = panels
+
+    def _repr_html_(self) -> str:
+        cells = []
+        for caption, drawing in self.panels:
+            png = io.BytesIO()
+            with style():
+                drawing.savefig(png, format="png", dpi=80)
+            image = base64.b64encode(png.getvalue()).decode("ascii")
+            cells.append(f'<figure style="margin:0 1em 0 0;flex:1 1 0;min-width:20em">'
+                         f'<img style="width:100%" src="data:image/png;base64,{image}">'
+                         f"<figcaption><b>{html.escape(caption)}</b></figcaption></figure>")
+        return f'<div style="display:flex;flex-wrap:wrap">{"".join(cells)}</div>'
+
+    def __repr__(self) -> str:
+        return "\n".join(f"[figure: {caption}]" for caption, _ in self.panels)

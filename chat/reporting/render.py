@@ -31,6 +31,7 @@ from pathlib import Path
 
 from chat.lab import bench
 from chat.lab import results as lab_results
+from chat.lab.steps import STEPS
 from chat.reporting import canvas, facts, plots, templates
 
 REPORT_DIR = Path(__file__).resolve().parents[2] / "report"
@@ -97,14 +98,17 @@ def run_robustness_tests(results_dir: Path, step: Step | None = None) -> dict:
     return summary
 
 
-SCORECARD_SERVERS = {  # what python -m chat check grades for the report: ours, and the textbook one, each as a process
+SCORECARD_SERVERS = {  # what python -m chat check grades for the report, each as a process
     "ours": [sys.executable, "-m", "chat", "server", "--port", "{port}"],
     "naive": [sys.executable, "-m", "chat.lab.naive", "--port", "{port}"],
+    # the build-it-yourself notebook's six steps (chat.lab.steps)
+    **{f"step {number}": [sys.executable, "-m", f"chat.lab.steps.{module}", "{port}"]
+       for number, module in enumerate(STEPS, start=1)},
 }
 
 
 def run_scorecards(results_dir: Path, step: Step | None = None) -> dict:
-    """Grade our server and the textbook one with ``python -m chat check``; store both scorecards."""
+    """Grade our server, the textbook one and the six steps with ``python -m chat check``; store the scorecards."""
     from chat.lab.checker import check_command
 
     cards = {}
