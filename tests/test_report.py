@@ -41,8 +41,10 @@ def test_the_readme_shows_the_stored_scorecard_of_the_textbook_server():
     cards = committed_results()["scorecards"]["servers"]
     assert cards["naive"]["table"].startswith("chat check: python -m chat.lab.naive")
     assert cards["ours"]["counts"]["PASS"] == len(cards["ours"]["checks"]) == 15  # every check, through its process
-    assert {check["id"] for check in cards["naive"]["checks"] if check["verdict"] == "FAIL"} == {
-        "two-in-one", "long-message", "cyrillic-bytes", "stalled-reader", "latency"}
+    failed = {check["id"] for check in cards["naive"]["checks"] if check["verdict"] == "FAIL"}
+    always = {"two-in-one", "long-message", "cyrillic-bytes", "stalled-reader", "latency"}
+    # its unlocked list breaks under churn in some runs, and the checks after it then fail too
+    assert always <= failed <= always | {"churn", "long-line-memory"}
 
 
 @pytest.mark.parametrize("document", ["report/README.md", "report/README.ru.md", "README.md"])
@@ -163,3 +165,21 @@ def test_the_session_transcript_is_a_real_session():
     assert "<Дмитрий> Добрый вечер. Кириллица доходит целой?" in transcript
     assert "*** Дмитрий left (quit: пора спать)" in transcript
     assert "server stopped" in transcript
+
+
+LISTING = re.compile(r'listing\("([^"]+)"\)')
+
+
+@pytest.mark.parametrize("language", list(render.LANGUAGES))
+def test_the_body_lists_the_graded_core_from_functions_that_exist(language):
+    template, _ = render.LANGUAGES[language]
+    text = (render.REPORT_DIR / template).read_text(encoding="utf-8")
+    body = text.split("\n## Appendix" if language == "en" else "\n## Приложение", 1)[0]
+    listed = LISTING.findall(body)
+    assert len(listed) >= 8
+    code = "\n".join(templates.listing(name, language) for name in listed)  # each resolves, or this raises
+    # what the assignment grades, each in a listing of the body
+    for graded in ("self._listener.accept()", "session.start()", "self.reader.start()", "TCP_NODELAY",
+                   "with self.lock:", "self._members", "for member in members", "def feed(",
+                   "sendall", "self._sock.recv(", "threading.Thread(target=self._receive"):
+        assert graded in code, f"the body of {template} lists no code with {graded!r}"

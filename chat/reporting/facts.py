@@ -98,10 +98,11 @@ def facts(results: dict[str, dict]) -> dict:
 def _scorecard_facts(servers: dict) -> dict:
     """How many checks of ``python -m chat check`` each graded server passed, warned and failed."""
     found = {"checks": len(servers["ours"]["checks"]) if "ours" in servers else None}
-    for name in ("ours", "naive"):
+    for name in ("ours", "naive", *(f"step {number}" for number in range(1, 7))):
         counts = servers.get(name, {}).get("counts", {})
-        found |= {f"{name}_passed": counts.get("PASS"), f"{name}_warned": counts.get("WARN"),
-                  f"{name}_failed": counts.get("FAIL")}
+        key = name.replace(" ", "")  # "step 6" -> step6_passed
+        found |= {f"{key}_passed": counts.get("PASS"), f"{key}_warned": counts.get("WARN"),
+                  f"{key}_failed": counts.get("FAIL")}
     return found
 
 

@@ -36,11 +36,23 @@ FORMATS: dict[str, Callable[[float, str], str]] = {
     "ms": _milliseconds,
     "pct": lambda v, lang: f"{number(100 * v, 1, lang)}{chr(0xa0) if lang == 'ru' else ''}%",
     "x": lambda v, lang: f"{number(v, 2 if v < 10 else 1 if v < 100 else 0, lang)}×",
+    "times": lambda v, lang: _times(v, lang),
     "s": lambda v, lang: f"{number(v, 1, lang)}\u00a0{'с' if lang == 'ru' else 's'}",
     "mib": lambda v, lang: f"{number(v / 2**20, 1, lang)}\u00a0{'МиБ' if lang == 'ru' else 'MiB'}",
     "kib": lambda v, lang: f"{number(v / 2**10, 0, lang)}\u00a0{'КиБ' if lang == 'ru' else 'KiB'}",
     "text": lambda v, lang: str(v),
 }
+
+
+def _times(value: float, language: str) -> str:
+    """A ratio in words: "114 times" / "в 114 раз", "1.10 times" / "в 1,10 раза" (Russian agrees with the number)."""
+    shown = number(value, 2 if value < 10 else 1 if value < 100 else 0, language)
+    if language != "ru":
+        return f"{shown} times"
+    whole = shown.replace("\u00a0", "").isdigit()
+    last_two = int(shown.replace("\u00a0", "")) % 100 if whole else None
+    form = "раза" if not whole or (last_two % 10 in (2, 3, 4) and last_two // 10 != 1) else "раз"
+    return f"в {shown} {form}"
 
 
 def format_fact(value, kind: str, language: str) -> str:

@@ -7,13 +7,13 @@ from chat.reporting.numbers import format_fact
 
 WORDS = {  # English -> Russian, for every word a table prints
     "scenario": "сценарий", "target": "цель", "measured": "измерено", "goal": "требование", "met": "выполнено",
-    "yes": "да", "no": "нет", "n/a": "нет данных", "server": "сервер", "ours": "наш", "textbook": "учебный",
+    "yes": "да", "no": "нет", "n/a": "нет данных", "server": "сервер", "ours": "наш", "textbook": "из учебника", "step": "шаг",
     "text": "текст", "ASCII": "ASCII", "Cyrillic": "кириллица", "messages": "сообщений", "delivered whole": "дошло целыми",
     "garbled lines": "испорченных строк", "users disconnected": "отключено пользователей", "users": "пользователей",
-    "our deliveries/s": "наши доставки/с", "textbook whole messages/s": "учебный: целых сообщений/с",
-    "textbook lines passed on/s": "учебный: строк передано/с", "our lost": "наши потери",
+    "our deliveries/s": "наши доставки/с", "textbook whole messages/s": "из учебника: целых сообщений/с",
+    "textbook lines passed on/s": "из учебника: строк передано/с", "our lost": "наши потери",
     "offered msg/s": "нагрузка, сообщ./с", "our p50": "наш p50", "our p99": "наш p99", "our p99.9": "наш p99.9",
-    "textbook p50": "учебный p50", "textbook p99": "учебный p99", "textbook lost": "учебный: потеряно",
+    "textbook p50": "из учебника, p50", "textbook p99": "из учебника, p99", "textbook lost": "из учебника: потеряно",
     "deliveries/s": "доставок/с", "TCP_NODELAY": "TCP_NODELAY", "on": "вкл.", "off": "выкл.", "p50": "p50",
     "p99": "p99", "stalled user": "зависший пользователь", "baseline": "без него", "others' p99": "p99 остальных",
     "others lost": "остальные потеряли", "dropped as too slow": "отключён как медленный", "loss": "потери",
@@ -24,8 +24,8 @@ WORDS = {  # English -> Russian, for every word a table prints
     "others' p99, whole run": "p99 остальных, весь прогон", "connected for": "был подключён",
     "last delivery": "последняя доставка", "warm-up": "разогрев", "run": "прогон",
     "whole run": "весь прогон",
-    "readers, µs per delivery": "читатели, мкс на доставку", "flusher, µs per delivery": "поток отправки, мкс на доставку",
-    "writers, µs per delivery": "писатели, мкс на доставку", "all, µs per delivery": "всего, мкс на доставку",
+    "readers, µs per delivery": "потоки чтения, мкс на доставку", "flusher, µs per delivery": "поток сброса, мкс на доставку",
+    "writers, µs per delivery": "потоки записи, мкс на доставку", "all, µs per delivery": "всего, мкс на доставку",
     "busiest second, CPU-s/s": "самая загруженная секунда, с ЦП/с", "check": "проверка",
 }
 
@@ -64,10 +64,10 @@ def _server(run: dict, language: str) -> str:
 TARGET_NAMES = {  # English -> Russian, for every target chat.lab.bench judges (and the older names of stored results)
     "our deliveries/s at 50 users": "наши доставки/с при 50 пользователях",
     "our lost messages at 50 users": "наши потерянные сообщения при 50 пользователях",
-    "ours / textbook deliveries/s at 50 users": "наши / учебного доставки/с при 50 пользователях",
+    "ours / textbook deliveries/s at 50 users": "доставки/с, наш / из учебника, 50 пользователей",
     "our p99 latency (ms) at 50 users, 500 msg/s": "наша задержка p99 (мс) при 50 пользователях, 500 сообщ./с",
     "our lost messages, all loads": "наши потерянные сообщения, все нагрузки",
-    "textbook p99 latency (ms) at 500 msg/s": "задержка p99 учебного (мс) при 500 сообщ./с",
+    "textbook p99 latency (ms) at 500 msg/s": "задержка p99 сервера из учебника (мс), 500 сообщ./с",
     "our lost messages, all sizes": "наши потерянные сообщения, все размеры",
     "our p99 latency (ms) at 500 users, 1 msg/s each": "наша задержка p99 (мс) при 500 пользователях по 1 сообщ./с",
     "users connected at once, every line delivered, however late (latency not judged)":
@@ -85,10 +85,10 @@ TARGET_NAMES = {  # English -> Russian, for every target chat.lab.bench judges (
     "runs in which the stalled user was dropped as too slow": "прогонов, в которых зависший отключён как медленный",
     "most bytes queued for one client / sendq bound": "наибольшая очередь одного клиента / предел sendq",
     "server RSS with a stalled user minus without (MiB)": "RSS сервера с зависшим минус без него (МиБ)",
-    "textbook: lost by the others, with a stalled user": "учебный: потеряно остальными при зависшем пользователе",
+    "textbook: lost by the others, with a stalled user": "из учебника: потеряно остальными при зависшем пользователе",
     "our lost or garbled messages": "наши потерянные или испорченные сообщения",
-    "textbook, ASCII: messages delivered whole (share)": "учебный, ASCII: доля сообщений, доставленных целыми",
-    "textbook, Cyrillic: users disconnected by a split letter": "учебный, кириллица: отключено пользователей из-за разрезанной буквы",
+    "textbook, ASCII: messages delivered whole (share)": "из учебника, ASCII: доля сообщений, доставленных целыми",
+    "textbook, Cyrillic: users disconnected by a split letter": "из учебника, кириллица: отключено пользователей из-за разрезанной буквы",
     "lines lost or garbled on the way": "строк потеряно или испорчено в пути",
     "messages lost by steady users": "сообщений потеряно постоянными пользователями",
     "unexpected errors in the server": "непредвиденных ошибок на сервере",
@@ -286,14 +286,16 @@ CHECK_TITLES_RU = {  # python -m chat check's titles, for the Russian report
 
 
 def scorecards(results: dict, language: str) -> str:
-    """``python -m chat check``'s verdicts for our server and the textbook one, side by side."""
+    """``python -m chat check``'s verdicts, side by side: our server, the textbook one, and the six steps (if graded)."""
     servers = results.get("scorecards", {}).get("servers", {})
     if not {"ours", "naive"} <= servers.keys():
         return word("not measured", language)
-    naive = {check["id"]: check["verdict"] for check in servers["naive"]["checks"]}
+    graded = ["ours", "naive", *(name for name in servers if name.startswith("step "))]
+    verdicts = {name: {check["id"]: check["verdict"] for check in servers[name]["checks"]} for name in graded}
     rows = [[CHECK_TITLES_RU.get(check["id"], check["title"]) if language == "ru" else check["title"],
-             check["verdict"], naive.get(check["id"], "–")] for check in servers["ours"]["checks"]]
-    return _table(["check", "ours", "textbook"], rows, language)
+             *(verdicts[name].get(check["id"], "–") for name in graded)] for check in servers["ours"]["checks"]]
+    steps = [name.replace("step", word("step", language)) for name in graded[2:]]
+    return _table(["check", "ours", "textbook", *steps], rows, language)
 
 
 TABLES = {
