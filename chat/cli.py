@@ -180,9 +180,11 @@ def stop_on_signals():
 
 
 def _add_client(commands) -> None:
+    from chat.console import EXIT_CODES
+
     parser = commands.add_parser("client", help="chat from this terminal",
                                  description="Chat from this terminal. /help lists the commands; "
-                                             "/quit, Ctrl+D or Ctrl+C leave.")
+                                             "/quit, Ctrl+D or Ctrl+C leave.", epilog=EXIT_CODES)
     parser.add_argument("name", nargs="?", help="your name (asked for if missing)")
     _add_network(parser, role="client")
     parser.set_defaults(run=_run_client)
@@ -349,11 +351,12 @@ def _run_udp_server(args: argparse.Namespace) -> int:
 
 
 def _add_udp_client(commands) -> None:
+    from chat.console import EXIT_CODES
     from chat.udp import DEFAULT_UDP_PORT
 
     parser = commands.add_parser("udp-client", help="chat from this terminal over UDP",
                                  description="Chat over UDP from this terminal. /help lists the commands; "
-                                             "/quit, Ctrl+D or Ctrl+C leave.")
+                                             "/quit, Ctrl+D or Ctrl+C leave.", epilog=EXIT_CODES)
     parser.add_argument("name", nargs="?", help="your name (asked for if missing)")
     _add_network(parser, DEFAULT_UDP_PORT, "UDP", role="client")
     parser.set_defaults(run=_run_udp_client)

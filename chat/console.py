@@ -22,7 +22,10 @@ from collections.abc import Callable
 from chat import protocol
 from chat.tcp.client import ChatClient, Disconnected, NameRefused
 
-EXIT_OK, EXIT_SERVER_GONE, EXIT_UNREACHABLE = 0, 1, 2
+EXIT_OK, EXIT_SERVER_GONE, EXIT_UNREACHABLE, EXIT_NAME_REFUSED = 0, 1, 2, 3
+EXIT_CODES = """exit codes: 0 you left, or the server shut down and said so; 1 the connection was lost, or the
+server stopped answering; 2 the server can't be reached; 3 the name was refused and input is not a terminal
+(a terminal asks for another name)"""
 STDIN_READ_BYTES = 4096
 
 _STYLES = {  # prompt_toolkit style for each kind of line
@@ -56,6 +59,8 @@ _WITH_SENDER = (protocol.ChatMessage, protocol.Action, protocol.PrivateMessage, 
 
 class PipeConsole:
     """Line-by-line I/O for piped stdin; a closed connection interrupts the read."""
+
+    asks_again = False  # a refused name ends the client: the next input line is a message, not a name
 
     def __init__(self) -> None:
         self._decoder = protocol.LineDecoder(max_line_bytes=1 << 20)
@@ -113,6 +118,8 @@ class TerminalConsole:
     ``patch_stdout`` would print from the receive thread, into that race: the
     queue and the wake-up are kept by hand for that reason.
     """
+
+    asks_again = True  # a refused name: the user types another
 
     def __init__(self) -> None:
         from prompt_toolkit import PromptSession
@@ -245,6 +252,8 @@ def run(host: str, port: int, name: str | None, client_class: type = ChatClient)
     gone = threading.Event()
 
     def on_event(event) -> None:
+        if isinstance(event, protocol.ServerClosing):
+            server_closing.set()
         if isinstance(event, Disconnected):
             if not client_is_closing.is_set():
                 gone.set()
@@ -252,10 +261,10 @@ def run(host: str, port: int, name: str | None, client_class: type = ChatClient)
         elif client.name is not None:  # before registration, run() shows the answers itself
             console.show(event)
 
-    client_is_closing = threading.Event()
+    client_is_closing, server_closing = threading.Event(), threading.Event()
     client = client_class(timeout_s=10.0, on_event=on_event)
     try:
-        return _connect_and_chat(client, console, (host, port), name, gone, client_is_closing)
+        return _connect_and_chat(client, console, (host, port), name, gone, client_is_closing, server_closing)
     except KeyboardInterrupt:  # Ctrl+C outside the chat loop: asked for a name, or just welcomed
         client_is_closing.set()
         if client.name is not None:
@@ -268,7 +277,7 @@ def run(host: str, port: int, name: str | None, client_class: type = ChatClient)
 
 
 def _connect_and_chat(client: ChatClient, console, address: tuple, name: str | None, gone: threading.Event,
-                      client_is_closing: threading.Event) -> int:
+                      client_is_closing: threading.Event, server_closing: threading.Event) -> int:
     """Connect, register, chat; the exit code."""
     try:
         client.open(address)
@@ -280,7 +289,7 @@ def _connect_and_chat(client: ChatClient, console, address: tuple, name: str | N
         client_is_closing.set()
         client.close()
         return refused_exit
-    return _chat(client, console, gone, client_is_closing)
+    return _chat(client, console, gone, client_is_closing, server_closing)
 
 
 def _register(client: ChatClient, console, name: str | None, gone: threading.Event) -> int | None:
@@ -302,6 +311,8 @@ def _register(client: ChatClient, console, name: str | None, gone: threading.Eve
             registered = client.register(name)
         except NameRefused as exc:
             console.note(f"! {exc.code}: {exc.text}")
+            if not console.asks_again:  # piped input: its next line is a message, never a name
+                return EXIT_NAME_REFUSED
             name = None
             continue
         except TimeoutError as exc:
@@ -314,27 +325,41 @@ def _register(client: ChatClient, console, name: str | None, gone: threading.Eve
         return None
 
 
-def _chat(client: ChatClient, console, gone: threading.Event, closing: threading.Event) -> int:
-    reason = ""
+def _chat(client: ChatClient, console, gone: threading.Event, closing: threading.Event,
+          server_closing: threading.Event | None = None) -> int:
+    reason = None
     try:
-        while not gone.is_set():
-            line = console.read_line()
-            if line is None:  # end of input (Ctrl+D) or the server went away
+        while not gone.is_set() and reason is None:
+            typed = console.read_line()
+            if typed is None:  # end of input (Ctrl+D) or the server went away
                 break
-            command = protocol.parse_command(line)
-            if isinstance(command, protocol.Quit):
-                reason = command.reason
-                break
-            if not isinstance(command, protocol.Empty):
-                client.send(line)
+            reason = _send_typed(client, typed)
     except KeyboardInterrupt:
         pass
     except OSError:
         gone.set()
     if gone.is_set():
-        console.note("the connection to the chat server was lost")
         client.close()
+        if server_closing is not None and server_closing.is_set():  # it said so first: a clean stop
+            console.note("the chat server shut down")
+            return EXIT_OK
+        console.note("the connection to the chat server was lost")
         return EXIT_SERVER_GONE
     closing.set()
-    client.quit(reason)
+    client.quit(reason or "")
     return EXIT_OK
+
+
+def _send_typed(client: ChatClient, typed: str) -> str | None:
+    """Send what was typed, or pasted: each of its lines in turn (a trailing line break sends nothing).
+
+    Returns the reason of a ``/quit`` among them (the lines after it are not
+    sent), or None.
+    """
+    for line in typed.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
+        command = protocol.parse_command(line)
+        if isinstance(command, protocol.Quit):
+            return command.reason
+        if not isinstance(command, protocol.Empty):
+            client.send(line)
+    return None

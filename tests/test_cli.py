@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import sys
 
 import pytest
 
 from chat import protocol
-from chat.protocol import ChatMessage, Joined, LeaveReason, Left
+from chat.protocol import ChatMessage, Joined, LeaveReason, Left, Reply
 from chat.reporting.terminal import TerminalSession, python_command
 from tests.helpers import wait_until
 
@@ -141,11 +142,11 @@ def test_server_refuses_impossible_flag_values_with_a_message(flags):
     assert flags[0] in result.stderr or "can't start the server" in result.stderr
 
 
-@pytest.mark.parametrize("input_text", ["", "ALICE\n"], ids=["at-the-name-prompt", "after-a-refused-name"])
-def test_console_client_end_of_input_before_registering_exits_cleanly(server, raw_clients, input_text):
+@pytest.mark.parametrize("input_text, code", [("", 0), ("ALICE\n", 3)], ids=["at-the-name-prompt", "a-refused-name"])
+def test_console_client_ends_cleanly_before_registering(server, raw_clients, input_text, code):
     raw_clients(server.server_address, "alice")
     result = run_chat("client", "--port", str(server.server_address[1]), input_text=input_text)
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == code, result.stderr  # piped input: a refused name ends it (3), end of input (0)
     wait_until(lambda: server.stats().connections_now == 1)  # only alice: the client closed its connection
 
 
@@ -171,16 +172,17 @@ def test_console_client_reads_stdin_redirected_from_a_file(server, raw_clients, 
         Joined("bob"), ChatMessage("bob", "привет из файла"), Left("bob", LeaveReason.QUIT, "конец файла")]
 
 
-def test_console_client_asks_again_when_the_name_is_taken(server, raw_clients):
-    alice = raw_clients(server.server_address, "alice")
-    result = run_chat("client", "--port", str(server.server_address[1]), input_text="ALICE\nalice2\nhi\n/quit bye\n")
-    assert result.returncode == 0, result.stderr
+def test_console_client_with_piped_input_ends_on_a_refused_name_and_never_takes_a_message_for_a_name(server, raw_clients):
+    alice = raw_clients(server.server_address, "Алиса")
+    result = run_chat("client", "АЛИСА", "--port", str(server.server_address[1]), input_text="привет\n/quit\n")
+    assert result.returncode == 3, result.stderr
     assert "name-taken" in result.stderr
-    assert alice.read_until(lambda e: isinstance(e, Left)) == [
-        Joined("alice2"), ChatMessage("alice2", "hi"), Left("alice2", LeaveReason.QUIT, "bye")]
+    assert server.users() == ["Алиса"]  # nobody joined as "привет"
+    alice.send_line("/who")
+    assert alice.read_until(lambda e: isinstance(e, Reply)) == [Reply("who", "1 online: Алиса")]
 
 
-def test_console_client_exits_nonzero_when_the_server_goes_away(start_server):
+def test_console_client_says_the_server_shut_down_and_exits_zero_on_a_clean_stop(start_server):
     server = start_server()
     process = subprocess.Popen(python_command("client", "bob", "--port", str(server.server_address[1])),
                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -192,8 +194,31 @@ def test_console_client_exits_nonzero_when_the_server_goes_away(start_server):
         if process.poll() is None:
             process.kill()
             process.communicate()
-    assert process.returncode == 1
+    assert process.returncode == 0, err
     assert "*** server shutting down" in out
+    assert "the chat server shut down" in err and "lost" not in err
+
+
+def test_console_client_exits_nonzero_when_the_connection_is_lost():
+    with socket.create_server(("127.0.0.1", 0)) as listener:  # a server that welcomes, then vanishes unannounced
+        listener.settimeout(PROCESS_TIMEOUT_S)
+        process = subprocess.Popen(python_command("client", "bob", "--port", str(listener.getsockname()[1])),
+                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            connection, _ = listener.accept()
+            with connection:
+                connection.settimeout(PROCESS_TIMEOUT_S)
+                connection.recv(100)
+                connection.sendall(b"= welcome: bob, 1 online; /help lists the commands\n")
+                assert "welcome" in process.stderr.readline()
+            process.wait(timeout=PROCESS_TIMEOUT_S)  # stdin still open: the client ends because the server did
+            err = process.stderr.read()
+            process.communicate()
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
+    assert process.returncode == 1
     assert "connection to the chat server was lost" in err
 
 
@@ -258,9 +283,9 @@ def test_console_client_on_a_terminal_says_when_the_server_goes_away(start_serve
     with TerminalSession(python_command("client", "bob", "--port", str(server.server_address[1]))) as term:
         wait_for_empty_prompt(term)
         server.stop()
-        assert term.wait_exit() == 1
+        assert term.wait_exit() == 0
         screen = [line for line in term.display() if line]
-    assert screen[1:] == ["*** server shutting down", "the connection to the chat server was lost"]
+    assert screen[1:] == ["*** server shutting down", "the chat server shut down"]
 
 
 def test_console_client_on_a_terminal_exits_cleanly_on_ctrl_c(server, raw_clients):

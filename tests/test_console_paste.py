@@ -1,0 +1,57 @@
+"""What the console client sends of what the user typed or pasted (bracketed paste brings line breaks)."""
+
+from __future__ import annotations
+
+import threading
+
+from chat import console
+
+
+class RecordingClient:
+    def __init__(self):
+        self.sent, self.quit_reason, self.closed = [], None, False
+
+    def send(self, line: str) -> None:
+        self.sent.append(line)
+
+    def quit(self, reason: str = "") -> None:
+        self.quit_reason = reason
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class TypedConsole:
+    asks_again = True
+
+    def __init__(self, *typed):
+        self.typed = list(typed)
+        self.notes = []
+
+    def read_line(self, prompt: str = "> "):
+        return self.typed.pop(0) if self.typed else None
+
+    def note(self, text: str) -> None:
+        self.notes.append(text)
+
+
+def chat(*typed) -> RecordingClient:
+    client = RecordingClient()
+    code = console._chat(client, TypedConsole(*typed), threading.Event(), threading.Event())
+    assert code == console.EXIT_OK
+    return client
+
+
+def test_a_pasted_block_of_lines_sends_each_line_and_the_trailing_break_nothing():
+    client = chat("строка один\nстрока два\r\nстрока три\n", "ещё\n")
+    assert client.sent == ["строка один", "строка два", "строка три", "ещё"]
+    assert client.quit_reason == ""  # Ctrl+D at the end: a polite quit
+
+
+def test_a_quit_inside_a_paste_leaves_with_its_reason_and_sends_nothing_after_it():
+    client = chat("привет\n/quit пора\nэто уже не отправится")
+    assert client.sent == ["привет"] and client.quit_reason == "пора"
+
+
+def test_empty_lines_of_a_paste_are_skipped():
+    assert chat("\n\nодна\n\n").sent == ["одна"]
