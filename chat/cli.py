@@ -24,8 +24,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if command:
         args.command = command
+    level = args.log_level or args.default_log_level  # given before or after the command, or the command's own
     logging.basicConfig(
-        level=getattr(logging, args.log_level.upper()),
+        level=getattr(logging, level.upper()),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
@@ -37,9 +38,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m chat",
         description="chat lab: a multi-user chat on socket and threading, and the tools to measure it.",
     )
-    parser.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"],
-                        help="how much the library logs to stderr (default: warning)")
-    commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
+    parser.add_argument("--log-level", default=None, choices=LOG_LEVELS,
+                        help="how much the library logs to stderr (default: info for the servers, which then "
+                             "print who joins and leaves, warning for the rest); also accepted after the command")
+    parser.set_defaults(default_log_level="warning")
+    commands = _Commands(parser.add_subparsers(title="commands", required=True, metavar="COMMAND"))
     _add_server(commands)
     _add_client(commands)
     _add_demo(commands)
@@ -51,6 +54,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_check(commands)
     return parser
+
+
+LOG_LEVELS = ["debug", "info", "warning", "error"]
+
+
+class _Commands:
+    """The subparsers, each given ``--log-level`` too, so that it may come after the command."""
+
+    def __init__(self, subparsers) -> None:
+        self._subparsers = subparsers
+
+    def add_parser(self, name: str, **options) -> argparse.ArgumentParser:
+        parser = self._subparsers.add_parser(name, **options)
+        parser.add_argument("--log-level", default=argparse.SUPPRESS, choices=LOG_LEVELS,
+                            help="how much is logged to stderr (as before the command)")
+        return parser
 
 
 def _add_network(parser: argparse.ArgumentParser, port: int = DEFAULT_PORT, transport: str = "TCP",
@@ -98,7 +117,7 @@ def _add_server(commands) -> None:
                         help=f"time a new connection has to choose a name (default {defaults.registration_timeout_s:g})")
     parser.add_argument("--no-nodelay", dest="nodelay", action="store_false",
                         help="leave Nagle's algorithm on (slower; for experiments)")
-    parser.set_defaults(run=_run_server)
+    parser.set_defaults(run=_run_server, default_log_level="info")  # joins and leaves on the terminal
 
 
 def server_limits(args: argparse.Namespace) -> Limits:
@@ -197,7 +216,11 @@ def _run_client(args: argparse.Namespace) -> int:
 
 
 def _add_demo(commands) -> None:
-    parser = commands.add_parser("demo", help="a server and four simulated users talk for a few seconds")
+    parser = commands.add_parser("demo", help="a server and four simulated users talk for a few seconds",
+                                 description="Start a chat server on a free port of 127.0.0.1 and four simulated "
+                                             "users (two with Cyrillic names) who join, talk, use /me, /who, /msg "
+                                             "and /nick, and leave; print what Алиса saw and the server's counters, "
+                                             "then stop everything and check that no thread is left.")
     parser.add_argument("--seconds", type=float, default=3.0, help="how long they talk (default 3)")
     parser.set_defaults(run=_run_demo)
 
@@ -330,7 +353,7 @@ def _add_udp_server(commands) -> None:
     parser.add_argument("--jitter-ms", type=float, default=0.0,
                         help="experiments: add a random 0..J ms to the delay, which reorders (default 0)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the drop and jitter choices (default 0)")
-    parser.set_defaults(run=_run_udp_server)
+    parser.set_defaults(run=_run_udp_server, default_log_level="info")
 
 
 def _run_udp_server(args: argparse.Namespace) -> int:

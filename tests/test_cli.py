@@ -328,3 +328,37 @@ def test_top_level_help_lists_the_commands():
     for command in ("server", "client", "demo"):
         assert command in result.stdout
     assert sys.executable
+
+
+def test_demo_help_describes_it_like_the_other_commands():
+    result = run_chat("demo", "--help")
+    assert result.returncode == 0 and "four simulated users" in result.stdout and "--seconds" in result.stdout
+
+
+@pytest.mark.parametrize("where", ["default", "after-the-command", "before-the-command"])
+def test_server_prints_joins_and_leaves_by_default_and_takes_the_log_level_on_either_side(raw_clients, where):
+    flags = {"default": ("server",), "after-the-command": ("server", "--log-level", "warning"),
+             "before-the-command": ("--log-level", "warning", "server")}[where]
+    process = subprocess.Popen(python_command(*flags, "--port", "0"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    try:
+        wait_until(lambda: _listening_port(process.pid) is not None)
+        alice = raw_clients(("127.0.0.1", _listening_port(process.pid)), "Алиса")
+        alice.send_line("/quit пока")
+        alice.read_to_eof()
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=PROCESS_TIMEOUT_S)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, err
+    shown = "Алиса joined" in err and "Алиса left (quit)" in err
+    assert shown == (where == "default"), err
+
+
+def _listening_port(pid: int) -> int | None:
+    from chat.lab.checker.target import listening_ports
+
+    ports = listening_ports(pid)
+    return min(ports) if ports else None
