@@ -338,3 +338,24 @@ def test_simulated_users_who_only_listen_keep_their_membership_with_heartbeats(s
     result = run_load(server.server_address, config, processes=0)  # 3 s: three member timeouts
     assert (result.delivered, result.lost) == (result.expected, 0) == (60, 0)
     assert server.stats().leaves.get("timed out", 0) == 0
+
+
+def test_every_datagram_from_the_server_is_one_line_ending_in_a_line_break(udp, clients, raw):
+    alice = clients(udp.server_address, "Алиса")
+    bob = raw(udp.server_address)  # as `nc -u` is: it prints what arrives, as it is
+    bob.sock.send(b"/join bob\n")  # what nc -u sends: the typed line and its line break
+    welcome = bob.sock.recv(65536)
+    alice.say("привет, bob")
+    while ChatMessage("Алиса", "привет, bob") != protocol.parse_event(protocol.decode_datagram(line := bob.sock.recv(65536))[1]):
+        pass
+    for data in (welcome, line):
+        assert data.endswith(b"\n") and data.count(b"\n") == 1
+    assert line == "#0 <Алиса> привет, bob\n".encode()
+
+
+def test_the_answers_to_the_clients_own_heartbeats_are_not_shown_as_events(udp, clients):
+    alice = clients(udp.server_address, "Алиса", heartbeat_s=0.05)
+    start = udp.stats().datagrams_out
+    wait_until(lambda: udp.stats().datagrams_out >= start + 5)  # pings answered with "= pong: ok"
+    assert not [event for event in alice.drain() if isinstance(event, Reply) and event.topic == "pong"]
+    assert alice.connected and alice.who() == ["Алиса"]  # the pongs still kept it alive

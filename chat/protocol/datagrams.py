@@ -24,12 +24,12 @@ class Ping:
 
 
 def encode_datagram(line: str, seq: int | None = None) -> bytes:
-    """One line as a datagram, numbered if ``seq`` is given.
+    """One line as a datagram, numbered if ``seq`` is given, ending in a line break (``nc -u`` shows a line each).
 
     >>> encode_datagram("<bob> hi", 7)
-    b'#7 <bob> hi'
+    b'#7 <bob> hi\\n'
     """
-    return (line if seq is None else f"#{seq} {line}").encode(ENCODING)
+    return (line if seq is None else f"#{seq} {line}").encode(ENCODING) + b"\n"
 
 
 def decode_datagram(data: bytes) -> tuple[int | None, str]:

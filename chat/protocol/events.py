@@ -101,7 +101,7 @@ USAGE = "usage"
 NO_SUCH_USER = "no-such-user"
 SERVER_FULL = "server-full"
 TIMEOUT = "timeout"
-TOO_LONG = "too-long"  # UDP: a datagram over the payload limit
+TOO_LONG = LINE_TOO_LONG  # UDP: a datagram over the payload limit (a datagram is a line: one code for both)
 NOT_JOINED = "not-joined"  # UDP: a datagram from an address that has not joined
 
 

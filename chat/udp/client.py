@@ -109,7 +109,8 @@ class UDPChatClient(ClientBase):
         event = protocol.parse_event(line)
         if seq is not None and isinstance(event, (ChatMessage, Action)):
             self._trackers.setdefault(event.sender, SequenceTracker()).record(seq)
-        self._file(event)
+        if not (isinstance(event, Reply) and event.topic == "pong"):  # the answer to our own heartbeat: not news
+            self._file(event)
         return event
 
     def _heartbeat(self) -> str | None:
