@@ -112,6 +112,8 @@ def test_members_that_go_silent_expire(start_udp, clients):
     silent = clients(server.server_address, "silent", heartbeat_s=60)  # never pings in time
     assert alive.wait_for(lambda e: isinstance(e, Left), TIMEOUT_S) == Left("silent", LeaveReason.TIMED_OUT)
     assert server.users() == ["alive"]  # the heartbeats kept the other one in
+    told = silent.wait_for(Error)  # the silent member is told that it was dropped, and why
+    assert told.code == protocol.TIMEOUT and "0.4 s" in told.text and "/join" in told.text
     silent.say("anyone?")
     error = silent.wait_for(Error)
     assert error.code == protocol.NOT_JOINED

@@ -310,7 +310,9 @@ class UDPChatServer(CommandDispatch):
 
     def _expire(self, now: float) -> None:
         silent = [member for member in list(self._members.values()) if now - member.last_seen > self.member_timeout_s]
-        for member in silent:
+        for member in silent:  # told first, in a datagram of its own: UDP has no connection to close
+            self._reply(member.address, Error(protocol.TIMEOUT, f"nothing heard from you for {self.member_timeout_s:g} s, "
+                                                                "so you left the chat; /join NAME to come back"))
             self._leave(member, LeaveReason.TIMED_OUT)
 
     # -- sending -------------------------------------------------------------------------------------------
