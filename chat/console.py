@@ -242,6 +242,47 @@ class TerminalConsole:
             self._prompt.exception()  # seen: EOFError or KeyboardInterrupt, the way the prompt ended
 
 
+class HeldEvents:
+    """What arrives before the name is accepted is held, then shown from the welcome on, in order.
+
+    A server may send the welcome and the first chat lines in one write, so
+    they are read, and filed, before registration is over; none of them is lost.
+    """
+
+    def __init__(self, console) -> None:
+        self._console = console
+        self._lock = threading.Lock()
+        self._events: list = []
+        self._holding = True
+
+    def offer(self, event) -> None:
+        with self._lock:
+            if self._holding:
+                self._events.append(event)
+                return
+        self._console.show(event)
+
+    def forget(self) -> None:
+        """A name was refused: what came before belongs to that attempt."""
+        with self._lock:
+            self._events.clear()
+
+    def welcome(self) -> protocol.Reply | None:
+        with self._lock:
+            return next((event for event in self._events if isinstance(event, protocol.Reply) and event.topic == "welcome"),
+                        None)
+
+    def release(self) -> None:
+        """Show what came after the welcome, then show every event as it comes."""
+        with self._lock:
+            start = next((index + 1 for index, event in enumerate(self._events)
+                          if isinstance(event, protocol.Reply) and event.topic == "welcome"), len(self._events))
+            for event in self._events[start:]:
+                self._console.show(event)
+            self._events.clear()
+            self._holding = False
+
+
 def run(host: str, port: int, name: str | None, client_class: type = ChatClient) -> int:
     """Chat until the user quits or the server goes away; returns the exit code.
 
@@ -250,6 +291,7 @@ def run(host: str, port: int, name: str | None, client_class: type = ChatClient)
     """
     console = TerminalConsole() if sys.stdin.isatty() and sys.stdout.isatty() else PipeConsole()
     gone = threading.Event()
+    held = HeldEvents(console)
 
     def on_event(event) -> None:
         if isinstance(event, protocol.ServerClosing):
@@ -258,13 +300,13 @@ def run(host: str, port: int, name: str | None, client_class: type = ChatClient)
             if not client_is_closing.is_set():
                 gone.set()
                 console.interrupt()
-        elif client.name is not None:  # before registration, run() shows the answers itself
-            console.show(event)
+        else:  # held until the name is accepted (run() shows the answers to the name itself)
+            held.offer(event)
 
     client_is_closing, server_closing = threading.Event(), threading.Event()
     client = client_class(timeout_s=10.0, on_event=on_event)
     try:
-        return _connect_and_chat(client, console, (host, port), name, gone, client_is_closing, server_closing)
+        return _connect_and_chat(client, console, (host, port), name, gone, client_is_closing, server_closing, held)
     except KeyboardInterrupt:  # Ctrl+C outside the chat loop: asked for a name, or just welcomed
         client_is_closing.set()
         if client.name is not None:
@@ -277,14 +319,16 @@ def run(host: str, port: int, name: str | None, client_class: type = ChatClient)
 
 
 def _connect_and_chat(client: ChatClient, console, address: tuple, name: str | None, gone: threading.Event,
-                      client_is_closing: threading.Event, server_closing: threading.Event) -> int:
+                      client_is_closing: threading.Event, server_closing: threading.Event,
+                      held: HeldEvents | None = None) -> int:
     """Connect, register, chat; the exit code."""
     try:
         client.open(address)
     except OSError as exc:
         console.note(f"can't reach the chat server at {address[0]}:{address[1]}: {exc}")
         return EXIT_UNREACHABLE
-    refused_exit = _register(client, console, name, gone)
+    held = held or HeldEvents(console)
+    refused_exit = _register(client, console, name, gone, held)
     if refused_exit is not None:
         client_is_closing.set()
         client.close()
@@ -292,7 +336,7 @@ def _connect_and_chat(client: ChatClient, console, address: tuple, name: str | N
     return _chat(client, console, gone, client_is_closing, server_closing)
 
 
-def _register(client: ChatClient, console, name: str | None, gone: threading.Event) -> int | None:
+def _register(client: ChatClient, console, name: str | None, gone: threading.Event, held: HeldEvents) -> int | None:
     """Ask for a name until the server takes one: None once registered, else the exit code.
 
     The end of input (Ctrl+D) at the name prompt is the user's choice to leave:
@@ -311,6 +355,7 @@ def _register(client: ChatClient, console, name: str | None, gone: threading.Eve
             registered = client.register(name)
         except NameRefused as exc:
             console.note(f"! {exc.code}: {exc.text}")
+            held.forget()
             if not console.asks_again:  # piped input: its next line is a message, never a name
                 return EXIT_NAME_REFUSED
             name = None
@@ -321,7 +366,10 @@ def _register(client: ChatClient, console, name: str | None, gone: threading.Eve
         except (OSError, ConnectionError) as exc:
             console.note(f"the server closed the connection: {exc}")
             return EXIT_SERVER_GONE
-        console.note(f"= welcome: you are {registered}; /help lists the commands, /quit leaves")
+        welcome = held.welcome()  # the server's own words: the name as it took it, and how many are online
+        said = welcome.text if welcome is not None else f"{registered}; /help lists the commands"
+        console.note(f"= welcome: you are {said}; /quit leaves")
+        held.release()
         return None
 
 

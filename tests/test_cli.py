@@ -264,7 +264,7 @@ def test_console_client_on_a_terminal_keeps_every_line_whole_while_the_chat_is_b
                 alice.send_line(f"строка {i}.{j}")
             term.type(f"/nick n{i}\r")  # the server answers at once, racing alice's lines to the screen
             term.wait_for_text(f"is now known as n{i}")
-        expected = {"= welcome: you are bob; /help lists the commands, /quit leaves", ">"}
+        expected = {"= welcome: you are bob, 2 online; /help lists the commands; /quit leaves", ">"}
         for i in range(rounds):
             expected |= {f"<Алиса> строка {i}.{j}" for j in range(3)}
             expected |= {f"> /nick n{i}", f"*** {'bob' if i == 0 else f'n{i - 1}'} is now known as n{i}"}
@@ -362,3 +362,26 @@ def _listening_port(pid: int) -> int | None:
 
     ports = listening_ports(pid)
     return min(ports) if ports else None
+
+
+def test_console_client_shows_the_lines_that_came_in_the_same_read_as_the_welcome():
+    with socket.create_server(("127.0.0.1", 0)) as listener:  # a busy chat: the welcome and two lines in one send
+        listener.settimeout(PROCESS_TIMEOUT_S)
+        process = subprocess.Popen(python_command("client", "bob", "--port", str(listener.getsockname()[1])),
+                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            connection, _ = listener.accept()
+            with connection:
+                connection.settimeout(PROCESS_TIMEOUT_S)
+                connection.recv(100)
+                connection.sendall("= welcome: bob, 3 online; /help lists the commands\n<Алиса> раз\n<Алиса> два\n".encode())
+                assert process.stderr.readline() == "= welcome: you are bob, 3 online; /help lists the commands; /quit leaves\n"
+                connection.sendall("<Алиса> три\n".encode())
+                assert [process.stdout.readline() for _ in range(3)] == ["<Алиса> раз\n", "<Алиса> два\n", "<Алиса> три\n"]
+            process.wait(timeout=PROCESS_TIMEOUT_S)
+            process.communicate()
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
+    assert process.returncode == 1  # the fake server vanished without a notice
