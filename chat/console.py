@@ -46,12 +46,14 @@ def _fragments(event: protocol.ServerEvent) -> list[tuple[str, str]]:
 
     Text can't carry a style (its escape sequences are removed), so a message
     long enough to wrap can't make its second row look like another user's line.
+    Everything is cleaned as the server cleans text (:func:`chat.protocol.sanitize_text`):
+    a hostile server, or anybody on the unencrypted path, can't drive the terminal.
     """
     style = _STYLES.get(type(event), "")
     if isinstance(event, _WITH_SENDER):
         head = protocol.format_event(dataclasses.replace(event, text=""))
-        return [(f"{style} bold".strip(), head), (style, event.text)]
-    return [(style, protocol.format_event(event))]
+        return [(f"{style} bold".strip(), protocol.sanitize_text(head)), (style, protocol.sanitize_text(event.text))]
+    return [(style, protocol.sanitize_text(protocol.format_event(event)))]
 
 
 _WITH_SENDER = (protocol.ChatMessage, protocol.Action, protocol.PrivateMessage, protocol.PrivateSent)
@@ -69,10 +71,10 @@ class PipeConsole:
         self._eof = False
 
     def show(self, event: protocol.ServerEvent) -> None:
-        print(protocol.format_event(event), flush=True)
+        print(protocol.sanitize_text(protocol.format_event(event)), flush=True)  # what the server sent, made harmless
 
     def note(self, text: str) -> None:
-        print(text, file=sys.stderr, flush=True)
+        print(protocol.sanitize_text(text), file=sys.stderr, flush=True)
 
     def interrupt(self) -> None:
         os.write(self._wake_w, b"x")
@@ -142,7 +144,7 @@ class TerminalConsole:
         self._post(_fragments(event))
 
     def note(self, text: str) -> None:
-        self._post([("", text)])
+        self._post([("", protocol.sanitize_text(text))])
 
     def _post(self, fragments: list[tuple[str, str]]) -> None:
         """Any thread: queue a line and wake the loop to print it."""

@@ -385,3 +385,30 @@ def test_console_client_shows_the_lines_that_came_in_the_same_read_as_the_welcom
                 process.kill()
                 process.communicate()
     assert process.returncode == 1  # the fake server vanished without a notice
+
+
+HOSTILE = ("\x1b]0;pwned\x07<bob> \x1b[2J\x1b[31mred\x1b[0m \x9b2J \x07bell\x08\rover "
+           "\x1b]8;;http://evil\x1b\\link\x1b]8;;\x1b\\ \u202eesrever\n")
+
+
+def test_console_client_shows_what_a_hostile_server_sends_made_harmless():
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        listener.settimeout(PROCESS_TIMEOUT_S)
+        process = subprocess.Popen(python_command("client", "bob", "--port", str(listener.getsockname()[1])),
+                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            connection, _ = listener.accept()
+            with connection:
+                connection.settimeout(PROCESS_TIMEOUT_S)
+                connection.recv(100)
+                connection.sendall(b"= welcome: bob, 2 online; /help lists the commands\n" + HOSTILE.encode())
+                shown = process.stdout.readline()
+            process.wait(timeout=PROCESS_TIMEOUT_S)
+            process.communicate()
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
+    assert shown.startswith("<bob> red") and shown.endswith("\n")
+    assert not set(shown[:-1]) & {"\x1b", "\x07", "\x08", "\r", "\x9b", "\u202e"}, repr(shown)
+    assert "link" in shown and "evil" not in shown

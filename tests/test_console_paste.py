@@ -55,3 +55,11 @@ def test_a_quit_inside_a_paste_leaves_with_its_reason_and_sends_nothing_after_it
 
 def test_empty_lines_of_a_paste_are_skipped():
     assert chat("\n\nодна\n\n").sent == ["одна"]
+
+
+def test_the_terminal_view_cleans_every_piece_it_shows():
+    from chat import protocol
+
+    event = protocol.parse_event("<b\x07ob> \x1b[2Jhi\x9b\u202e\x08")
+    pieces = "".join(text for _, text in console._fragments(event))
+    assert not set(pieces) & {"\x1b", "\x07", "\x08", "\x9b", "\u202e"} and "hi" in pieces
