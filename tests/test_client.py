@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 
 import pytest
@@ -142,3 +143,29 @@ def test_help_lists_every_command(server):
         alice.help()
         replies = [alice.wait_for(lambda e: isinstance(e, Reply) and e.topic == "help") for _ in COMMAND_HELP]
         assert [reply.text.split(" - ")[0] for reply in replies] == [usage for usage, _ in COMMAND_HELP]
+
+
+def test_a_welcome_that_names_nobody_is_refused_as_a_protocol_error():
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        listener.settimeout(5)
+
+        def fake_server():
+            connection, _ = listener.accept()
+            with connection:
+                connection.settimeout(5)
+                connection.recv(100)
+                connection.sendall(b"= welcome: , 1 online; /help lists the commands\n")
+                connection.recv(100)  # until the client gives up and closes
+
+        thread = threading.Thread(target=fake_server, name="test-fake-server")
+        thread.start()
+        client = ChatClient(timeout_s=5)
+        try:
+            client.open(listener.getsockname())
+            with pytest.raises(ConnectionError, match="names nobody"):
+                client.register("bob")
+            assert client.name is None
+        finally:
+            client.close()
+            thread.join(5)
+    assert not thread.is_alive()

@@ -83,6 +83,8 @@ class ChatClient(ClientBase):
         while True:
             event = self._read_one(deadline)
             if isinstance(event, Reply) and event.topic == "welcome":
+                if not protocol.welcome_name(event).strip():
+                    raise ConnectionError(f"registration failed: the server's welcome names nobody: {protocol.format_event(event)!r}")
                 self.name = protocol.welcome_name(event)
                 self._receiver = threading.Thread(target=self._receive, name=f"chat-client-{self.name}", daemon=True)
                 self._receiver.start()

@@ -67,6 +67,8 @@ class UDPChatClient(ClientBase):
                 raise NameRefused(event)
             if isinstance(event, Error):
                 raise ConnectionError(f"joining failed: {protocol.format_event(event)}")
+            if not protocol.welcome_name(event).strip():
+                raise ConnectionError(f"joining failed: the server's welcome names nobody: {protocol.format_event(event)!r}")
             self.name = protocol.welcome_name(event)
             self._receiver.name = f"udp-client-{self.name}"
             return self.name
