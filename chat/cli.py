@@ -103,7 +103,9 @@ def _add_server(commands) -> None:
     parser.add_argument("--max-clients", type=int, default=defaults.max_clients, metavar="N",
                         help=f"connections at once; one more gets an error line (default {defaults.max_clients})")
     parser.add_argument("--max-line", type=int, default=defaults.max_line_bytes, metavar="BYTES",
-                        help=f"longest line a client may send; longer gets an error (default {defaults.max_line_bytes})")
+                        help=f"longest line a client may send, in bytes of UTF-8; longer gets an error (default "
+                             f"{defaults.max_line_bytes}: about {defaults.max_line_bytes} Latin or "
+                             f"{defaults.max_line_bytes // 2} Cyrillic letters)")
     parser.add_argument("--max-rate", type=float, default=defaults.rate_lines_per_s, metavar="LINES_PER_S",
                         help=f"lines per second per client before the server slows its reading; 0 is off (default {defaults.rate_lines_per_s:g})")
     parser.add_argument("--burst", type=int, default=defaults.rate_burst_lines, metavar="LINES",

@@ -131,6 +131,7 @@ from chat.protocol.framing import (
     MAX_LINE_BYTES,
     LineDecoder,
     LineTooLong,
+    bytes_in_letters,
     encode_line,
     sanitize_text,
 )
@@ -200,6 +201,7 @@ __all__ = [
     "MAX_LINE_BYTES",
     "LineDecoder",
     "LineTooLong",
+    "bytes_in_letters",
     "encode_line",
     "sanitize_text",
     "MAX_NAME_CHARS",

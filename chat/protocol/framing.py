@@ -85,6 +85,15 @@ class LineDecoder:
         return lines
 
 
+def bytes_in_letters(limit: int) -> str:
+    """A limit in bytes, and what it means in letters: UTF-8 takes 1 byte for a Latin letter, 2 for a Cyrillic one.
+
+    >>> bytes_in_letters(4096)
+    '4096 bytes (about 4096 Latin or 2048 Cyrillic letters)'
+    """
+    return f"{limit} bytes (about {limit} Latin or {limit // 2} Cyrillic letters)"
+
+
 def encode_line(text: str) -> bytes:
     """One line of text as it goes on the wire."""
     return (text + "\n").encode(ENCODING)

@@ -383,7 +383,7 @@ class ChatServer(CommandDispatch):
 
 
 def _line_too_long(limit: int) -> Error:
-    return Error(protocol.LINE_TOO_LONG, f"lines are limited to {limit} bytes; that one was discarded")
+    return Error(protocol.LINE_TOO_LONG, f"lines are limited to {protocol.bytes_in_letters(limit)}; that one was discarded")
 
 
 def _keep_alive(sock: socket.socket) -> None:

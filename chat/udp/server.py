@@ -190,7 +190,8 @@ class UDPChatServer(CommandDispatch):
     def _handle(self, data: bytes, address: tuple, now: float) -> None:
         self._counts["datagrams_in"] += 1
         if len(data) > self.max_payload_bytes:
-            self._refuse(address, Error(protocol.TOO_LONG, f"a datagram may have {self.max_payload_bytes} bytes; that one had {len(data)}"))
+            limit = protocol.bytes_in_letters(self.max_payload_bytes)
+            self._refuse(address, Error(protocol.TOO_LONG, f"a datagram may have {limit}; that one had {len(data)} bytes"))
             return
         seq, line = protocol.decode_datagram(data)
         command = protocol.parse_datagram_command(line)
@@ -321,7 +322,8 @@ class UDPChatServer(CommandDispatch):
         """A member's message to every other member, through the fault injection."""
         payload = protocol.encode_datagram(protocol.format_event(event), seq)
         if len(payload) > self.max_payload_bytes:
-            self._refuse(sender.address, Error(protocol.TOO_LONG, f"relayed, that message would pass {self.max_payload_bytes} bytes"))
+            limit = protocol.bytes_in_letters(self.max_payload_bytes)
+            self._refuse(sender.address, Error(protocol.TOO_LONG, f"relayed, that message would pass {limit}"))
             return
         for member in list(self._members.values()):
             if member is not sender:
