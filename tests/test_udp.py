@@ -361,3 +361,20 @@ def test_the_answers_to_the_clients_own_heartbeats_are_not_shown_as_events(udp, 
     wait_until(lambda: udp.stats().datagrams_out >= start + 5)  # pings answered with "= pong: ok"
     assert not [event for event in alice.drain() if isinstance(event, Reply) and event.topic == "pong"]
     assert alice.connected and alice.who() == ["Алиса"]  # the pongs still kept it alive
+
+
+def test_the_size_limit_holds_for_what_the_server_sends_too(start_udp, raw):
+    server = start_udp(max_payload_bytes=200)
+    alice, bob = raw(server.server_address), raw(server.server_address)
+    for member, name in ((alice, "alice"), (bob, "bob")):
+        member.send(f"/join {name}")
+        assert member.event().topic == "welcome"
+    assert alice.event() == Joined("bob")
+    # 82 bytes in, but each control character is shown as a 3-byte symbol: 216 bytes on the way out
+    bob.send("/msg alice " + "\x01" * 70)
+    refused = bob.event()
+    assert refused.code == protocol.LINE_TOO_LONG and "sent on" in refused.text
+    bob.send("/quit " + "\x01" * 64)  # its leave line would pass the limit: the reason is cut to fit
+    data = alice.sock.recv(65536)
+    left = protocol.parse_event(protocol.decode_datagram(data)[1])
+    assert len(data) <= 200 and isinstance(left, Left) and left.name == "bob" and left.detail.endswith("…")

@@ -24,7 +24,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from chat import protocol
 from chat.protocol import (
@@ -334,8 +334,14 @@ class UDPChatServer(CommandDispatch):
         if target is None:
             self._refuse(sender.address, protocol.no_such_user(recipient))
             return
-        self._send_faulty(protocol.encode_datagram(protocol.format_event(PrivateMessage(sender.name, text))), target.address)
-        self._reply(sender.address, PrivateSent(target.name, text))
+        delivered = protocol.encode_datagram(protocol.format_event(PrivateMessage(sender.name, text)))
+        echoed = protocol.encode_datagram(protocol.format_event(PrivateSent(target.name, text)))
+        if max(len(delivered), len(echoed)) > self.max_payload_bytes:  # the limit holds for what we send too
+            limit = protocol.bytes_in_letters(self.max_payload_bytes)
+            self._refuse(sender.address, Error(protocol.TOO_LONG, f"sent on, that message would pass {limit}"))
+            return
+        self._send_faulty(delivered, target.address)
+        self._send(echoed, sender.address)
 
     def _send_faulty(self, payload: bytes, address: tuple) -> None:
         if self.faults.drop and self._rng.random() < self.faults.drop:
@@ -349,8 +355,20 @@ class UDPChatServer(CommandDispatch):
         delay = self.faults.delay_s + self._rng.uniform(0.0, self.faults.jitter_s)
         self._delayer.send_later(payload, address, delay)
 
-    def _announce(self, event, exclude: str | None = None) -> None:
+    def _fitted(self, event) -> bytes:
+        """``event`` as a datagram within the size limit: a leave's reason, or a reply's text, cut to fit (with …)."""
         payload = protocol.encode_datagram(protocol.format_event(event))
+        field_name = "detail" if isinstance(event, Left) else "text" if isinstance(event, (Reply, Error)) else None
+        while len(payload) > self.max_payload_bytes and field_name and getattr(event, field_name).removesuffix("…"):
+            value = getattr(event, field_name).removesuffix("…")
+            excess = len(payload) - self.max_payload_bytes + len("…".encode())
+            kept = value.encode(protocol.ENCODING)[:max(0, len(value.encode(protocol.ENCODING)) - excess)]
+            event = replace(event, **{field_name: kept.decode(protocol.ENCODING, "ignore") + "…"})
+            payload = protocol.encode_datagram(protocol.format_event(event))
+        return payload
+
+    def _announce(self, event, exclude: str | None = None) -> None:
+        payload = self._fitted(event)
         for key, member in list(self._members.items()):
             if key != exclude:
                 self._send(payload, member.address)
@@ -361,7 +379,7 @@ class UDPChatServer(CommandDispatch):
                 log.exception("the on_event hook failed on %r", event)
 
     def _reply(self, address: tuple, event) -> None:
-        self._send(protocol.encode_datagram(protocol.format_event(event)), address)
+        self._send(self._fitted(event), address)
 
     def _refuse(self, address: tuple, error: Error) -> None:
         self._refused[error.code] += 1
