@@ -84,6 +84,11 @@ def _add_network(parser: argparse.ArgumentParser, port: int = DEFAULT_PORT, tran
     parser.add_argument("--port", type=port_number, default=port, help=port_help)
 
 
+def _add_client_timeout(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS",
+                        help="how long to wait for the server's answers, the welcome first (default 10)")
+
+
 def port_number(text: str) -> int:
     """A TCP or UDP port, 0-65535 (argparse turns the ValueError into a usage error)."""
     port = int(text)
@@ -208,13 +213,14 @@ def _add_client(commands) -> None:
                                              "/quit, Ctrl+D or Ctrl+C leave.", epilog=EXIT_CODES)
     parser.add_argument("name", nargs="?", help="your name (asked for if missing)")
     _add_network(parser, role="client")
+    _add_client_timeout(parser)
     parser.set_defaults(run=_run_client)
 
 
 def _run_client(args: argparse.Namespace) -> int:
     from chat.console import run
 
-    return run(args.host, args.port, args.name)
+    return run(args.host, args.port, args.name, timeout_s=args.timeout)
 
 
 def _add_demo(commands) -> None:
@@ -384,6 +390,7 @@ def _add_udp_client(commands) -> None:
                                              "/quit, Ctrl+D or Ctrl+C leave.", epilog=EXIT_CODES)
     parser.add_argument("name", nargs="?", help="your name (asked for if missing)")
     _add_network(parser, DEFAULT_UDP_PORT, "UDP", role="client")
+    _add_client_timeout(parser)
     parser.set_defaults(run=_run_udp_client)
 
 
@@ -391,7 +398,7 @@ def _run_udp_client(args: argparse.Namespace) -> int:
     from chat.console import run
     from chat.udp import UDPChatClient
 
-    return run(args.host, args.port, args.name, UDPChatClient)
+    return run(args.host, args.port, args.name, UDPChatClient, timeout_s=args.timeout)
 
 
 # -- the report ------------------------------------------------------------------------------------------

@@ -23,9 +23,9 @@ from chat import protocol
 from chat.tcp.client import ChatClient, Disconnected, NameRefused
 
 EXIT_OK, EXIT_SERVER_GONE, EXIT_UNREACHABLE, EXIT_NAME_REFUSED = 0, 1, 2, 3
-EXIT_CODES = """exit codes: 0 you left, or the server shut down and said so; 1 the connection was lost, or the
-server stopped answering; 2 the server can't be reached; 3 the name was refused and input is not a terminal
-(a terminal asks for another name)"""
+EXIT_CODES = """exit codes: 0 you left, or the server shut down and said so; 1 the connection was lost after you
+joined; 2 no chat server could be reached there (nothing listens, nothing answers, or it is not a chat
+server); 3 the name was refused and input is not a terminal (a terminal asks for another name)"""
 STDIN_READ_BYTES = 4096
 
 _STYLES = {  # prompt_toolkit style for each kind of line
@@ -285,7 +285,7 @@ class HeldEvents:
             self._holding = False
 
 
-def run(host: str, port: int, name: str | None, client_class: type = ChatClient) -> int:
+def run(host: str, port: int, name: str | None, client_class: type = ChatClient, timeout_s: float = 10.0) -> int:
     """Chat until the user quits or the server goes away; returns the exit code.
 
     ``client_class`` is :class:`~chat.tcp.client.ChatClient` (TCP) or
@@ -306,7 +306,7 @@ def run(host: str, port: int, name: str | None, client_class: type = ChatClient)
             held.offer(event)
 
     client_is_closing, server_closing = threading.Event(), threading.Event()
-    client = client_class(timeout_s=10.0, on_event=on_event)
+    client = client_class(timeout_s=timeout_s, on_event=on_event)
     try:
         return _connect_and_chat(client, console, (host, port), name, gone, client_is_closing, server_closing, held)
     except KeyboardInterrupt:  # Ctrl+C outside the chat loop: asked for a name, or just welcomed
@@ -327,10 +327,10 @@ def _connect_and_chat(client: ChatClient, console, address: tuple, name: str | N
     try:
         client.open(address)
     except OSError as exc:
-        console.note(f"can't reach the chat server at {address[0]}:{address[1]}: {exc}")
+        console.note(f"can't reach the chat server at {_where(address)}: {_why_unreachable(exc)}")
         return EXIT_UNREACHABLE
     held = held or HeldEvents(console)
-    refused_exit = _register(client, console, name, gone, held)
+    refused_exit = _register(client, console, name, gone, held, address)
     if refused_exit is not None:
         client_is_closing.set()
         client.close()
@@ -338,19 +338,31 @@ def _connect_and_chat(client: ChatClient, console, address: tuple, name: str | N
     return _chat(client, console, gone, client_is_closing, server_closing)
 
 
-def _register(client: ChatClient, console, name: str | None, gone: threading.Event, held: HeldEvents) -> int | None:
+def _where(address: tuple) -> str:
+    host, port = address[:2]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _why_unreachable(exc: BaseException) -> str:
+    if isinstance(exc, ConnectionRefusedError) or "refused" in str(exc).lower():
+        return "nothing listens on that port"
+    return getattr(exc, "strerror", None) or str(exc)
+
+
+def _register(client: ChatClient, console, name: str | None, gone: threading.Event, held: HeldEvents,
+              address: tuple = ("?", 0)) -> int | None:
     """Ask for a name until the server takes one: None once registered, else the exit code.
 
     The end of input (Ctrl+D) at the name prompt is the user's choice to leave:
-    EXIT_OK.  A server that closes (``gone``, or found on sending the name) or
-    does not answer: EXIT_SERVER_GONE.
+    EXIT_OK.  No chat server there (it closes before a welcome, never answers,
+    or can't be reached): EXIT_UNREACHABLE, with one sentence saying which.
     """
     while True:
         if name is None:
             name = console.read_line("your name: ")
             if name is None and gone.is_set():
-                console.note("the connection to the chat server was lost")
-                return EXIT_SERVER_GONE
+                console.note(f"the server at {_where(address)} closed the connection before welcoming you")
+                return EXIT_UNREACHABLE
             if name is None:
                 return EXIT_OK
         try:
@@ -362,12 +374,16 @@ def _register(client: ChatClient, console, name: str | None, gone: threading.Eve
                 return EXIT_NAME_REFUSED
             name = None
             continue
-        except TimeoutError as exc:
-            console.note(f"no answer from the server: {exc}")
-            return EXIT_SERVER_GONE
+        except TimeoutError:
+            console.note(f"no answer from {_where(address)} within {client.timeout_s:g} s: is a chat server running there?")
+            return EXIT_UNREACHABLE
         except (OSError, ConnectionError) as exc:
-            console.note(f"the server closed the connection: {exc}")
-            return EXIT_SERVER_GONE
+            if "can't be reached" in str(exc):  # UDP: the system reported that nothing listens there
+                console.note(f"can't reach the chat server at {_where(address)}: nothing listens on that port")
+            else:
+                console.note(f"the server at {_where(address)} closed the connection before welcoming you: "
+                             "is it a chat server?")
+            return EXIT_UNREACHABLE
         welcome = held.welcome()  # the server's own words: the name as it took it, and how many are online
         said = welcome.text if welcome is not None else f"{registered}; /help lists the commands"
         console.note(f"= welcome: you are {said}; /quit leaves")

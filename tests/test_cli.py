@@ -222,10 +222,29 @@ def test_console_client_exits_nonzero_when_the_connection_is_lost():
     assert "connection to the chat server was lost" in err
 
 
-def test_console_client_cannot_reach_a_server():
-    result = run_chat("client", "bob", "--port", "1")
+@pytest.mark.parametrize("command", ["client", "udp-client"])
+def test_console_client_cannot_reach_a_server(command):
+    result = run_chat(command, "bob", "--port", "1")
     assert result.returncode == 2
-    assert "can't reach the chat server" in result.stderr
+    assert result.stderr == "can't reach the chat server at 127.0.0.1:1: nothing listens on that port\n"
+
+
+def test_console_client_says_when_what_answers_is_not_a_chat_server_or_nothing_answers():
+    with socket.create_server(("127.0.0.1", 0)) as listener:  # a web server, say: it answers and hangs up
+        listener.settimeout(PROCESS_TIMEOUT_S)
+        port = str(listener.getsockname()[1])
+        process = subprocess.Popen(python_command("client", "bob", "--port", port), stdin=subprocess.DEVNULL,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        connection, _ = listener.accept()
+        with connection:
+            connection.recv(100)
+            connection.sendall(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+        _, err = process.communicate(timeout=PROCESS_TIMEOUT_S)
+        assert process.returncode == 2
+        assert err == f"the server at 127.0.0.1:{port} closed the connection before welcoming you: is it a chat server?\n"
+        silent = run_chat("client", "bob", "--port", port, "--timeout", "0.5")  # accepted by the kernel, never answered
+    assert silent.returncode == 2
+    assert silent.stderr == f"no answer from 127.0.0.1:{port} within 0.5 s: is a chat server running there?\n"
 
 
 def test_console_client_on_a_terminal_keeps_the_typed_line_intact(server, raw_clients):
