@@ -355,6 +355,11 @@ def _add_udp_server(commands) -> None:
     parser.add_argument("--max-payload", type=int, default=protocol.MAX_DATAGRAM_BYTES, metavar="BYTES",
                         help=f"largest datagram accepted or relayed (default {protocol.MAX_DATAGRAM_BYTES})")
     parser.add_argument("--max-members", type=int, default=500, metavar="N", help="members at once (default 500)")
+    parser.add_argument("--max-rate", type=float, default=10.0, metavar="DATAGRAMS_PER_S",
+                        help="datagrams per second per member; what passes it is dropped and counted (UDP can't make "
+                             "a sender wait); 0 is off (default 10)")
+    parser.add_argument("--burst", type=int, default=20, metavar="DATAGRAMS",
+                        help="datagrams a member may send at once before --max-rate applies (default 20)")
     parser.add_argument("--drop", type=float, default=0.0, metavar="P",
                         help="experiments: drop each relayed message with probability P (default 0)")
     parser.add_argument("--delay-ms", type=float, default=0.0, help="experiments: delay relayed messages (default 0)")
@@ -370,7 +375,8 @@ def _run_udp_server(args: argparse.Namespace) -> int:
     try:
         faults = Faults(drop=args.drop, delay_s=args.delay_ms / 1000, jitter_s=args.jitter_ms / 1000, seed=args.seed)
         server = UDPChatServer(args.host, args.port, member_timeout_s=args.member_timeout,
-                               max_payload_bytes=args.max_payload, max_members=args.max_members, faults=faults)
+                               max_payload_bytes=args.max_payload, max_members=args.max_members, faults=faults,
+                               rate_lines_per_s=args.max_rate, rate_burst_lines=args.burst)
     except (OSError, ValueError) as exc:
         print(f"can't start the UDP server on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 2

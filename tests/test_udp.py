@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import socket
 import subprocess
+import time
 
 import pytest
 
@@ -24,6 +26,7 @@ def start_udp():
     servers = []
 
     def start(**options) -> UDPChatServer:
+        options.setdefault("rate_lines_per_s", 0)  # flood control has a test of its own; the others send freely
         servers.append(UDPChatServer(**options).start())
         return servers[-1]
 
@@ -259,7 +262,7 @@ def test_udp_client_with_no_server_exits_nonzero():
     result = subprocess.run(python_command("udp-client", "bob", "--port", str(port)), input="",
                             capture_output=True, text=True, timeout=60)
     assert result.returncode != 0
-    assert "no answer" in result.stderr or "can't be reached" in result.stderr
+    assert "no answer" in result.stderr or "can't reach" in result.stderr
 
 
 def test_udp_server_help_lists_every_option():
@@ -378,3 +381,40 @@ def test_the_size_limit_holds_for_what_the_server_sends_too(start_udp, raw):
     data = alice.sock.recv(65536)
     left = protocol.parse_event(protocol.decode_datagram(data)[1])
     assert len(data) <= 200 and isinstance(left, Left) and left.name == "bob" and left.detail.endswith("…")
+
+
+def test_one_member_flooding_the_server_is_held_to_its_rate_and_the_others_are_served(start_udp, clients, raw):
+    server = start_udp(rate_lines_per_s=10, rate_burst_lines=20)
+    alice = clients(server.server_address, "alice")
+    bob = clients(server.server_address, "bob")
+    mallory = raw(server.server_address)
+    mallory.send("/join mallory")
+    assert mallory.event().topic == "welcome"
+    started = time.monotonic()
+    for _ in range(2000):  # four-byte /who datagrams as fast as the socket takes them
+        mallory.sock.send(b"/who")
+    for i in range(20):
+        alice.say(f"сообщение {i}")
+    got = [bob.wait_for(ChatMessage) for _ in range(20)]
+    assert got == [ChatMessage("alice", f"сообщение {i}") for i in range(20)]
+    mallory.sock.settimeout(0.3)
+    answered = 0
+    with contextlib.suppress(TimeoutError):
+        while True:  # until nothing more comes
+            event = protocol.parse_event(protocol.decode_datagram(mallory.sock.recv(65536))[1])
+            answered += isinstance(event, Reply) and event.topic == "who"  # alice's lines come too
+    elapsed = time.monotonic() - started
+    stats = server.stats()
+    assert stats.flood_dropped > 0 and stats.errors == 0
+    assert answered <= 20 + 10 * elapsed + 1  # its burst, then its rate; the rest dropped (or lost by the kernel)
+
+
+def test_who_with_many_members_is_cut_to_one_datagram_in_one_pass(start_udp):
+    server = start_udp(max_payload_bytes=1200)
+    names = [f"участник_{i}" for i in range(500)]
+    server.users = lambda: names  # the reply is built from the sorted names; 500 members without 500 sockets
+    reply = server.who()
+    payload = protocol.encode_datagram(protocol.format_event(reply))
+    shown = reply.text.split(": ", 1)[1].split(" and ")[0].split(", ")
+    assert len(payload) <= 1200 and reply.text.startswith("500 online: ") and reply.text.endswith(f"and {500 - len(shown)} more")
+    assert shown == names[:len(shown)] and len(payload) > 1200 - len("участник_123, ".encode())  # as many as fit

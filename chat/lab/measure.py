@@ -20,6 +20,7 @@ from chat.lab.stats import subsample
 
 OURS_OPTIONS = {"rate_lines_per_s": 0, "max_clients": 2000}
 NAIVE_OPTIONS: dict = {}
+UDP_OPTIONS = {"rate_lines_per_s": 0}  # flood control off, as for our TCP server
 KEEP_SAMPLES = 4000  # latency samples stored per run, for CDF plots
 PER_SENDER_MAX = 50  # runs with up to this many senders store each sender's counts (beyond: only the summary)
 USERS_PER_PROCESS = 500  # users per generator process (beyond 100 a group waits with epoll, see usergroup)
@@ -42,7 +43,8 @@ def measure(kind: str, config: LoadConfig, step: Step | None = None, label: str 
     also has the CPU time of each kind of server thread from the start of
     sending to a moment after the last delivery (see :class:`ThreadCpuReadings`).
     """
-    options = {**(OURS_OPTIONS if kind == "ours" else NAIVE_OPTIONS if kind == "naive" else {}), **server_options}
+    defaults = {"ours": OURS_OPTIONS, "naive": NAIVE_OPTIONS, "udp": UDP_OPTIONS}.get(kind, {})
+    options = {**defaults, **server_options}
     if step is not None:
         step(label or f"{kind}, {config.users} users")
     if processes is None:

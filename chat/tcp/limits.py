@@ -94,3 +94,18 @@ class TokenBucket:
         if self._tokens >= 0.0:
             return 0.0
         return round(-self._tokens / self.rate_per_s, 9)
+
+    def try_take(self, now: float) -> bool:
+        """Spend one token if one is there; False (and nothing spent) if not: for what can't wait, but be dropped.
+
+        >>> bucket = TokenBucket(rate_per_s=10, burst=2, now=0.0)
+        >>> [bucket.try_take(now=0.0) for _ in range(3)], bucket.try_take(now=0.1)
+        ([True, True, False], True)
+        """
+        elapsed = max(0.0, now - self._updated)
+        self._tokens = min(float(self.burst), self._tokens + elapsed * self.rate_per_s)
+        self._updated = now
+        if self._tokens < 1.0:
+            return False
+        self._tokens -= 1.0
+        return True

@@ -41,6 +41,7 @@ from chat.protocol import (
     Reply,
     ServerClosing,
 )
+from chat.tcp.limits import TokenBucket
 from chat.udp.faults import Delayer, Faults
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,7 @@ class Member:
     name: str
     address: tuple
     last_seen: float
+    bucket: TokenBucket | None = None  # flood control: what passes its rate is dropped (UDP can't push back)
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,7 @@ class UDPServerStats:
     deliveries: int = 0  # relayed messages sent to one member (after injected drops)
     dropped: int = 0  # relayed messages the fault injection dropped
     delayed: int = 0
+    flood_dropped: int = 0  # datagrams from members over their rate, dropped and counted (not errors)
     members_now: int = 0
     members_peak: int = 0
     send_failures: int = 0  # datagrams the system would not take (a full buffer): lost, as UDP allows
@@ -89,7 +92,10 @@ class UDPChatServer(CommandDispatch):
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *, member_timeout_s: float = MEMBER_TIMEOUT_S,
                  max_payload_bytes: int = protocol.MAX_DATAGRAM_BYTES, max_members: int = 500,
                  faults: Faults | None = None, on_event: Callable | None = None,
-                 check_interval_s: float | None = None) -> None:
+                 check_interval_s: float | None = None, rate_lines_per_s: float = 10.0, rate_burst_lines: int = 20) -> None:
+        if rate_lines_per_s < 0 or (rate_lines_per_s and rate_burst_lines < 1):
+            raise ValueError("rate_lines_per_s must be >= 0 (0: off), and the burst at least 1")
+        self.rate_lines_per_s, self.rate_burst_lines = rate_lines_per_s, rate_burst_lines
         self.member_timeout_s = member_timeout_s
         # how often to look for silent members: by default a quarter of the timeout, at most a second
         self.check_interval_s = check_interval_s or min(MAX_CHECK_INTERVAL_S, member_timeout_s / 4)
@@ -201,6 +207,9 @@ class UDPChatServer(CommandDispatch):
             return
         member = self._members[key]
         member.last_seen = now
+        if member.bucket is not None and not member.bucket.try_take(now):
+            self._counts["flood_dropped"] += 1  # over its rate: dropped, as UDP can't make the sender wait
+            return
         self.execute(member, command, seq)
 
     def _handle_stranger(self, command, address: tuple, now: float) -> None:
@@ -250,15 +259,23 @@ class UDPChatServer(CommandDispatch):
         claimed = protocol.claimed_name(raw)
         return not isinstance(claimed, Error) and claimed[1] == protocol.name_key(member.name)
 
+    def _new_bucket(self, now: float) -> TokenBucket | None:
+        return TokenBucket(self.rate_lines_per_s, self.rate_burst_lines, now) if self.rate_lines_per_s else None
+
     def who(self) -> Reply:
-        """Who is online, cut short if needed so that the reply fits in one datagram."""
+        """Who is online, cut short if needed so that the reply fits in one datagram (one pass over the names)."""
         names = self.users()
-        for shown in range(len(names), -1, -1):
-            more = f" and {len(names) - shown} more" if shown < len(names) else ""
-            reply = Reply("who", f"{len(names)} online: {', '.join(names[:shown])}{more}")
-            if len(protocol.encode_datagram(protocol.format_event(reply))) <= self.max_payload_bytes:
-                return reply
-        return Reply("who", f"{len(names)} online")
+        overhead = len(protocol.encode_datagram(protocol.format_event(Reply("who", f"{len(names)} online: "))))
+        room_for_more = len(f" and {len(names)} more".encode(protocol.ENCODING))
+        used, shown = overhead, 0
+        for name in names:
+            cost = len(name.encode(protocol.ENCODING)) + (2 if shown else 0)  # ", " between names
+            rest_fits = shown + 1 == len(names) and used + cost <= self.max_payload_bytes
+            if not rest_fits and used + cost + room_for_more > self.max_payload_bytes:
+                break
+            used, shown = used + cost, shown + 1
+        more = f" and {len(names) - shown} more" if shown < len(names) else ""
+        return Reply("who", f"{len(names)} online: {', '.join(names[:shown])}{more}")
 
     def _join(self, raw: str, address: tuple, now: float) -> None:
         claimed = protocol.claimed_name(raw)
@@ -273,7 +290,7 @@ class UDPChatServer(CommandDispatch):
             self._refuse(address, Error(protocol.SERVER_FULL, f"{self.max_members} members are here; try again later"))
             return
         with self._lock:
-            self._members[key] = Member(name, address, now)
+            self._members[key] = Member(name, address, now, self._new_bucket(now))
             self._by_address[address] = key
             self._members_peak = max(self._members_peak, len(self._members))
         self._reply(address, protocol.welcome(name, len(self._members)))
@@ -401,6 +418,7 @@ class UDPChatServer(CommandDispatch):
         return UDPServerStats(
             datagrams_in=self._counts["datagrams_in"], datagrams_out=self._counts["datagrams_out"],
             deliveries=self._counts["deliveries"], dropped=self._counts["dropped"], delayed=self._counts["delayed"],
+            flood_dropped=self._counts["flood_dropped"],
             members_now=members_now, members_peak=self._members_peak, send_failures=self._counts["send_failures"],
             refused=dict(self._refused),
             leaves=dict(self._leaves), errors=self._counts["errors"],
