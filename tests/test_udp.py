@@ -418,3 +418,17 @@ def test_who_with_many_members_is_cut_to_one_datagram_in_one_pass(start_udp):
     shown = reply.text.split(": ", 1)[1].split(" and ")[0].split(", ")
     assert len(payload) <= 1200 and reply.text.startswith("500 online: ") and reply.text.endswith(f"and {500 - len(shown)} more")
     assert shown == names[:len(shown)] and len(payload) > 1200 - len("участник_123, ".encode())  # as many as fit
+
+
+def test_escape_sequences_from_a_member_never_reach_an_nc_user(start_udp, raw):
+    server = start_udp()
+    alice, bob = raw(server.server_address), raw(server.server_address)
+    for member, name in ((alice, "alice"), (bob, "bob")):
+        member.send(f"/join {name}")
+        assert member.event().topic == "welcome"
+    assert alice.event() == Joined("bob")
+    bob.sock.send("\x1b]0;pwned\x07\x1b[2Jпривет\x9b\u202e\x08\n".encode())
+    bob.sock.send("/me \x1b[31mмашет\n".encode())
+    for _ in range(2):
+        data = alice.sock.recv(65536).decode()
+        assert not set(data) & {"\x1b", "\x07", "\x08", "\x9b", "\u202e"}, repr(data)
