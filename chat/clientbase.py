@@ -163,9 +163,15 @@ class ClientBase:
 
     # -- commands -----------------------------------------------------------------------------
 
-    def say(self, text: str) -> None:
-        """Send a chat message to everybody else (a leading "/" is escaped)."""
-        self.send(protocol.format_command(protocol.Say(text)))
+    def say(self, text: str, timeout_s: float | None = None) -> None:
+        """Send a chat message to everybody else (a leading "/" is escaped).
+
+        It waits while the server takes nothing (TCP pushes back: flood control,
+        or a busy server); with ``timeout_s``, it gives up with TimeoutError if
+        not a byte of the line could leave in that time, and the connection stays
+        as it was.
+        """
+        self.send(protocol.format_command(protocol.Say(text)), timeout_s=timeout_s)
 
     def me(self, text: str) -> None:
         self.send(protocol.format_command(protocol.Me(text)))

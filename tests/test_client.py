@@ -169,3 +169,24 @@ def test_a_welcome_that_names_nobody_is_refused_as_a_protocol_error():
             client.close()
             thread.join(5)
     assert not thread.is_alive()
+
+
+def test_say_waits_while_flood_control_holds_it_back_and_a_timeout_gives_up_without_breaking_anything(start_server):
+    from chat.tcp.client import LineNotSent
+
+    server = start_server(rate_lines_per_s=5, rate_burst_lines=1)
+    reader = connect(server.server_address, "читатель")
+    talker = ChatClient(timeout_s=0.2)
+    talker.open(server.server_address)
+    talker.register("болтун")
+    try:
+        line = "ж" * 2000
+        with pytest.raises(LineNotSent):  # until the buffers are full, each line leaves at once; then one waits
+            for _ in range(20_000):  # 80 MB: far more than the kernel's buffers on both sides hold
+                talker.say(line, timeout_s=0.3)
+        assert talker.connected  # nothing was half-sent or closed: the stream is intact
+        assert "болтун" in server.users()
+        assert reader.wait_for(ChatMessage) == ChatMessage("болтун", line)  # and what left arrives, whole
+    finally:
+        talker.close()
+        reader.close()

@@ -11,7 +11,9 @@ ChatMessage(sender='Алиса', text='привет')
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import select
 import socket
 import threading
 import time
@@ -40,6 +42,10 @@ RECV_BYTES = 64 * 1024
 MAX_SERVER_LINE_BYTES = 1 << 20
 
 
+class LineNotSent(TimeoutError):
+    """A send gave up before any byte of its line left (its ``timeout_s`` passed): the connection is intact."""
+
+
 class ChatClient(ClientBase):
     """One chat user over TCP.
 
@@ -63,6 +69,7 @@ class ChatClient(ClientBase):
         self._sock: socket.socket | None = None
         self._receiver: threading.Thread | None = None
         self._closing = False
+        self._sending_closed = False  # after a half-close: `connected` is False from then on
 
     # -- connecting -------------------------------------------------------------------------
 
@@ -140,34 +147,54 @@ class ChatClient(ClientBase):
 
     def _half_close(self) -> None:
         """Send nothing more; the server reads EOF and ends the connection."""
+        self._sending_closed = True
         try:
             self._sock.shutdown(socket.SHUT_WR)
         except OSError:
             pass
 
     def _is_open(self) -> bool:
-        return self._sock is not None
+        return self._sock is not None and not self._sending_closed
 
     # -- sending and closing ------------------------------------------------------------------------
 
-    def send(self, line: str) -> None:
-        """Send one raw line (a name, a message or a command)."""
+    def send(self, line: str, timeout_s: float | None = None) -> None:
+        """Send one raw line (a name, a message or a command), whole.
+
+        While the server takes nothing, it waits (TCP pushes back).  With
+        ``timeout_s``, it raises TimeoutError if not a byte of the line could
+        leave in that time; the connection is untouched.  Once part of a line
+        has left, the rest follows, however long that takes: a line is never cut.
+        """
         check_line(line)
         if self._sock is None:
             raise ConnectionError("not connected")
+        encoded = protocol.encode_line(line)
+        data = memoryview(encoded)
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
         with self._send_lock:
             try:
-                self._sock.sendall(protocol.encode_line(line))
+                while data:
+                    may_give_up = deadline is not None and len(data) == len(encoded)  # nothing of it sent yet
+                    if may_give_up and time.monotonic() >= deadline:
+                        raise LineNotSent(f"the server took nothing for {timeout_s:g} s; the line was not sent")
+                    if self._disconnected is not None:
+                        raise ConnectionError("the connection has ended")
+                    wait = min(self.timeout_s, max(0.0, deadline - time.monotonic())) if may_give_up else self.timeout_s
+                    if select.select((), (self._sock,), (), wait)[1]:
+                        with contextlib.suppress(TimeoutError):  # taken by nothing after all: wait again
+                            data = data[self._sock.send(data):]
+            except LineNotSent:
+                raise  # nothing of the line left: the connection is as it was
             except OSError:
-                # Part of the line may have left: another line sent after it would be glued
-                # to the fragment.  The stream is spoiled, so the connection ends here.
+                # The connection failed with part of the line perhaps sent: it is spoiled, so it ends here.
                 self._half_close()
                 raise
 
     def quit(self, reason: str = "") -> None:
         """Leave with a reason others will see, wait for the server to close, and close."""
         try:
-            self.send(protocol.format_command(protocol.Quit(reason)))
+            self.send(protocol.format_command(protocol.Quit(reason)), timeout_s=self.timeout_s)
             if self._receiver is not None:
                 self._receiver.join(self.timeout_s)
         except OSError:

@@ -137,8 +137,8 @@ class UDPChatClient(ClientBase):
 
     # -- sending ------------------------------------------------------------------------------------------------
 
-    def send(self, line: str, seq: int | None = None) -> None:
-        """Send one raw line as one datagram (numbered if ``seq`` is given)."""
+    def send(self, line: str, seq: int | None = None, timeout_s: float | None = None) -> None:
+        """Send one raw line as one datagram (numbered if ``seq`` is given); a datagram never waits (``timeout_s``: unused)."""
         check_line(line)
         if self._sock is None:
             raise ConnectionError("not open")
