@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import threading
 import time
@@ -468,3 +469,19 @@ def test_stop_waits_for_serve_forever_run_in_the_callers_own_thread(raw_clients)
     serving.join(2)
     assert not serving.is_alive()
     assert server.stats().connections_now == 0
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts descriptors in Linux's /proc/self/fd")
+def test_a_connection_waiting_to_register_holds_one_descriptor(start_server):
+    server = start_server()
+    waiting = [socket.create_connection(server.server_address, timeout=5) for _ in range(10)]
+    try:
+        wait_until(lambda: len(server.sessions()) == 10)
+        before = len(os.listdir("/proc/self/fd"))  # the server's own descriptors are all open by now
+        waiting += [socket.create_connection(server.server_address, timeout=5) for _ in range(10)]
+        wait_until(lambda: len(server.sessions()) == 20)
+        # 10 more client sockets and 10 more server sockets, and no selector's descriptor for a reader waiting for a name
+        wait_until(lambda: len(os.listdir("/proc/self/fd")) - before == 20)
+    finally:
+        for sock in waiting:
+            sock.close()

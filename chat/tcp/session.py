@@ -28,6 +28,7 @@ RECV_BYTES = 64 * 1024  # one read takes up to this much; a full read holds many
 # has and starts a new block, so a block stays far below the per-client queue bound.
 BATCH_BYTES = 16 * 1024
 HELLO = Reply("hello", f"chat lab; send your name ({protocol.NAME_RULES})")
+_WAIT_SELECTOR = getattr(selectors, "PollSelector", selectors.SelectSelector)  # see _readable_before_deadline
 
 
 class SessionHost(Protocol):
@@ -175,8 +176,9 @@ class Session:
         remaining = self.registration_deadline - time.monotonic()
         if remaining <= 0:
             return False
-        # A selector works on every system and, unlike select.select(), with descriptors above 1023.
-        with selectors.DefaultSelector() as selector:
+        # poll() holds no descriptor of its own (epoll would: two per waiting connection) and, unlike
+        # select.select(), works with descriptors above 1023; where there is no poll() (Windows), select().
+        with _WAIT_SELECTOR() as selector:
             selector.register(self.sock, selectors.EVENT_READ)
             return bool(selector.select(remaining))
 
