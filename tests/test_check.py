@@ -81,10 +81,15 @@ def test_our_server_passes_every_check_through_its_process():
 def test_the_textbook_server_fails_framing_cyrillic_stalled_and_nagle():
     with NaiveServer() as server:
         card = check_server(server.server_address)
-    assert verdicts(card) == expect(two_in_one="FAIL", long_message="FAIL", cyrillic_bytes="FAIL",
-                                    stalled_reader="FAIL", latency="FAIL", long_line_memory="SKIP",
-                                    threads_left="SKIP", sigint="SKIP"), card.table()
+    found = verdicts(card)
     by_id = {result.id: result for result in card.results}
+    # Its list of clients is changed by several threads without a lock: under churn it breaks in some runs
+    # and not in others (seen in the report's runs too), so either verdict is its true behaviour, with the cause.
+    assert found.pop("churn") == "PASS" or "lost" in by_id["churn"].evidence or "could not join" in by_id["churn"].evidence
+    expected = expect(two_in_one="FAIL", long_message="FAIL", cyrillic_bytes="FAIL", stalled_reader="FAIL",
+                      latency="FAIL", long_line_memory="SKIP", threads_left="SKIP", sigint="SKIP")
+    del expected["churn"]
+    assert found == expected, card.table()
     assert "Nagle" in by_id["latency"].evidence and "TCP_NODELAY" in by_id["latency"].hint
     assert "sender was disconnected" in by_id["cyrillic-bytes"].evidence
     assert card.failed
