@@ -215,7 +215,8 @@ def test_the_two_submissions_differ_where_their_code_does(card_a, card_b):
     (fake_servers.NeverAnswers, "never reached"),
     (fake_servers.ClosesAtOnce, "closed"),
     (fake_servers.AnswersGarbage, "never reached"),
-    (fake_servers.MegabyteLines, "never reached"),
+    # megabytes without a newline: how far registration got before the checker stopped reading depends on timing
+    (fake_servers.MegabyteLines, ("never reached", "while registering")),
 ])
 def test_a_broken_server_gets_clear_fails_within_the_time_bound(fake, evidence):
     started = time.monotonic()
@@ -224,6 +225,7 @@ def test_a_broken_server_gets_clear_fails_within_the_time_bound(fake, evidence):
     elapsed = time.monotonic() - started
     found = verdicts(card)
     assert all(found[check] == "FAIL" for check in CONVERSATION if check != "register"), card.table()
-    assert evidence in " ".join(result.evidence for result in card.results), card.table()
+    said = " ".join(result.evidence for result in card.results)
+    assert any(words in said for words in ((evidence,) if isinstance(evidence, str) else evidence)), card.table()
     assert elapsed < 20, f"{elapsed:.0f} s"
     assert all(result.verdict is Verdict.SKIP for result in card.results if result.id in PROCESS)
