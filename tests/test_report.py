@@ -181,5 +181,5 @@ def test_the_body_lists_the_graded_core_from_functions_that_exist(language):
     # what the assignment grades, each in a listing of the body
     for graded in ("self._listener.accept()", "session.start()", "self.reader.start()", "TCP_NODELAY",
                    "with self.lock:", "self._members", "for member in members", "def feed(",
-                   "sendall", "self._sock.recv(", "threading.Thread(target=self._receive"):
+                   "self._sock.send(", "self._sock.recv(", "threading.Thread(target=self._receive"):
         assert graded in code, f"the body of {template} lists no code with {graded!r}"
