@@ -9,6 +9,7 @@ gets them pushed through ``on_event``.  The command helpers build lines with
 from __future__ import annotations
 
 import collections
+import dataclasses
 import logging
 import threading
 import time
@@ -21,7 +22,8 @@ from chat.protocol import Error, Renamed, Reply
 log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT_S = 5.0
-DEFAULT_KEEP_EVENTS = 100_000  # events remembered per client; older ones are forgotten
+DEFAULT_KEEP_EVENTS = 10_000  # events remembered per client (transcript, and unread); older ones are forgotten
+DEFAULT_KEEP_BYTES = 16 << 20  # and at most this much of their text, however long the lines
 
 
 class NameRefused(Exception):
@@ -43,6 +45,61 @@ class Disconnected:
 ClientEvent = protocol.ServerEvent | Disconnected
 Match = type | tuple[type, ...] | Callable[[ClientEvent], bool]
 
+_TEXT_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def text_bytes(event: ClientEvent) -> int:
+    """About how much memory an event's text takes: the length of its strings (at least 1)."""
+    names = _TEXT_FIELDS.get(type(event))
+    if names is None:
+        names = _TEXT_FIELDS[type(event)] = tuple(field.name for field in dataclasses.fields(event))
+    return 1 + sum(len(value) for value in map(event.__getattribute__, names) if isinstance(value, str))
+
+
+class EventLog:
+    """Events in order of arrival, bounded in count and in text: the oldest are forgotten first.
+
+    Iterates like a deque; ``forgotten`` counts what was dropped to stay
+    within ``max_events`` and ``max_bytes`` (the newest event is always kept).
+    """
+
+    def __init__(self, max_events: int = DEFAULT_KEEP_EVENTS, max_bytes: int = DEFAULT_KEEP_BYTES) -> None:
+        if max_events < 1 or max_bytes < 1:
+            raise ValueError("an event log keeps at least one event")
+        self.max_events, self.max_bytes = max_events, max_bytes
+        self._events: collections.deque[tuple[ClientEvent, int]] = collections.deque()
+        self.bytes = 0
+        self.forgotten = 0
+
+    def append(self, event: ClientEvent) -> None:
+        size = text_bytes(event)
+        self._events.append((event, size))
+        self.bytes += size
+        while len(self._events) > 1 and (len(self._events) > self.max_events or self.bytes > self.max_bytes):
+            self.bytes -= self._events.popleft()[1]
+            self.forgotten += 1
+
+    def popleft(self) -> ClientEvent:
+        event, size = self._events.popleft()
+        self.bytes -= size
+        return event
+
+    def clear(self) -> None:
+        self._events.clear()
+        self.bytes = 0
+
+    def __iter__(self) -> Iterator[ClientEvent]:
+        return (event for event, _ in self._events)
+
+    def __getitem__(self, index: int) -> ClientEvent:
+        return self._events[index][0]
+
+    def __len__(self) -> int:
+        return len(self._events)
+
+    def __repr__(self) -> str:
+        return f"<EventLog of {len(self)} events, {self.bytes} bytes of text, {self.forgotten} forgotten>"
+
 
 def _matcher(match: Match) -> Callable[[ClientEvent], bool]:
     if isinstance(match, (type, tuple)):
@@ -62,12 +119,13 @@ class ClientBase:
 
     def __init__(self, *, timeout_s: float = DEFAULT_TIMEOUT_S,
                  on_event: Callable[[ClientEvent], None] | None = None,
-                 keep_events: int = DEFAULT_KEEP_EVENTS) -> None:
+                 keep_events: int = DEFAULT_KEEP_EVENTS, keep_bytes: int = DEFAULT_KEEP_BYTES) -> None:
         self.timeout_s = timeout_s
         self.on_event = on_event
         self.name: str | None = None
-        self.transcript: collections.deque[ClientEvent] = collections.deque(maxlen=keep_events)
-        self._unread: collections.deque[ClientEvent] = collections.deque(maxlen=keep_events)
+        # Both bounded: a chatty server (or a hostile one sending megabyte lines) can't fill the memory.
+        self.transcript = EventLog(keep_events, keep_bytes)
+        self._unread = EventLog(keep_events, keep_bytes)
         self._arrived = threading.Condition()
         self._replies: dict[str, list[Reply]] = {}
         self._disconnected: Disconnected | None = None

@@ -27,6 +27,12 @@ EXIT_CODES = """exit codes: 0 you left, or the server shut down and said so; 1 t
 joined; 2 no chat server could be reached there (nothing listens, nothing answers, or it is not a chat
 server); 3 the name was refused and input is not a terminal (a terminal asks for another name)"""
 STDIN_READ_BYTES = 4096
+# Lines waiting to be shown on a terminal, at most: past this the receive thread waits, so it stops
+# reading the socket, TCP pushes back, and the server's own bound on a slow reader applies.
+MAX_WAITING_LINES = 1000
+MAX_WAITING_BYTES = 1 << 20
+# What the console's client remembers: it shows each event as it comes and keeps no history.
+CONSOLE_KEEP_EVENTS, CONSOLE_KEEP_BYTES = 100, 1 << 20
 
 _STYLES = {  # prompt_toolkit style for each kind of line
     protocol.PrivateMessage: "ansimagenta",
@@ -99,6 +105,9 @@ class PipeConsole:
                 self._lines += [line for line in self._decoder.feed(data) if isinstance(line, str)]
         return self._lines.pop(0) if self._lines else None
 
+    def let_through(self) -> None:
+        """Nothing is held back here: a print waits for stdout, as any pipe does."""
+
     def close(self) -> None:
         os.close(self._wake_r)
         os.close(self._wake_w)
@@ -136,6 +145,9 @@ class TerminalConsole:
         self._typed: collections.deque[str] = collections.deque()  # lines entered, not yet read
         self._line_entered = asyncio.Event()
         self._waiting: collections.deque[list[tuple[str, str]]] = collections.deque()  # lines to show
+        self._waiting_bytes = 0
+        self._room = threading.Condition()  # the receive thread waits on it while too much waits to be shown
+        self._closed = False
         self._interrupted = threading.Event()
         self._patch = patch_stdout(raw=True)  # stray writes (a warning, say) also go above the prompt
         self._patch.__enter__()
@@ -147,8 +159,18 @@ class TerminalConsole:
         self._post([("", protocol.sanitize_text(text))])
 
     def _post(self, fragments: list[tuple[str, str]]) -> None:
-        """Any thread: queue a line and wake the loop to print it."""
-        self._waiting.append(fragments)
+        """Any thread: queue a line and wake the loop to print it.
+
+        While the queue is full (the terminal takes nothing, or the user is not
+        at the prompt), the caller waits: the receive thread stops reading.
+        """
+        size = sum(len(text) for _, text in fragments)
+        with self._room:
+            while (len(self._waiting) >= MAX_WAITING_LINES or self._waiting_bytes + size > MAX_WAITING_BYTES) \
+                    and self._waiting and not self._closed and threading.current_thread() is not threading.main_thread():
+                self._room.wait(0.5)
+            self._waiting.append(fragments)
+            self._waiting_bytes += size
         self._call_in_loop(self._print_waiting)
 
     def _call_in_loop(self, callback: Callable[[], None]) -> None:
@@ -176,12 +198,16 @@ class TerminalConsole:
 
         output = self._session.app.output
         while self._waiting:
-            write_fragments(output, [*self._waiting.popleft(), ("", "\n")], self._style)
+            with self._room:
+                fragments = self._waiting.popleft()
+                self._waiting_bytes -= sum(len(text) for _, text in fragments)
+                self._room.notify_all()
+            write_fragments(output, [*fragments, ("", "\n")], self._style)
         output.flush()
 
     def _accept(self, buffer) -> bool:
         """Enter: keep a copy of the line above the prompt and hand it to read_line()."""
-        self._waiting.append([("", f"{self._session.message}{buffer.text}")])
+        self._post([("", f"{self._session.message}{buffer.text}")])  # the main thread never waits in _post
         self._print_waiting()
         self._typed.append(buffer.text)
         self._line_entered.set()
@@ -226,8 +252,15 @@ class TerminalConsole:
                 raise EOFError
         return self._typed.popleft()
 
+    def let_through(self) -> None:
+        """Any thread: the client is leaving; a receive thread waiting for room goes on (lines just queue)."""
+        with self._room:
+            self._closed = True
+            self._room.notify_all()
+
     def close(self) -> None:
         """End the prompt (it erases itself), print what is still waiting, restore the terminal."""
+        self.let_through()
         self._loop.run_until_complete(self._wind_down())
         self._write_waiting()
         self._loop.close()
@@ -306,11 +339,13 @@ def run(host: str, port: int, name: str | None, client_class: type = ChatClient,
             held.offer(event)
 
     client_is_closing, server_closing = threading.Event(), threading.Event()
-    client = client_class(timeout_s=timeout_s, on_event=on_event)
+    client = client_class(timeout_s=timeout_s, on_event=on_event, keep_events=CONSOLE_KEEP_EVENTS,
+                          keep_bytes=CONSOLE_KEEP_BYTES)
     try:
         return _connect_and_chat(client, console, (host, port), name, gone, client_is_closing, server_closing, held)
     except KeyboardInterrupt:  # Ctrl+C outside the chat loop: asked for a name, or just welcomed
         client_is_closing.set()
+        console.let_through()
         if client.name is not None:
             client.quit()  # the others see a quit, not a lost connection
         else:
@@ -404,6 +439,7 @@ def _chat(client: ChatClient, console, gone: threading.Event, closing: threading
         pass
     except OSError:
         gone.set()
+    console.let_through()  # from here on the prompt is gone: nothing would make room for waiting lines
     if gone.is_set():
         client.close()
         if server_closing is not None and server_closing.is_set():  # it said so first: a clean stop

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import socket
 import subprocess
@@ -431,3 +432,24 @@ def test_console_client_shows_what_a_hostile_server_sends_made_harmless():
     assert shown.startswith("<bob> red") and shown.endswith("\n")
     assert not set(shown[:-1]) & {"\x1b", "\x07", "\x08", "\r", "\x9b", "\u202e"}, repr(shown)
     assert "link" in shown and "evil" not in shown
+
+
+def test_console_client_on_a_terminal_nobody_reads_stops_reading_the_socket_so_tcp_pushes_back():
+    line = ("<Алиса> " + "ж" * 500 + "\n").encode()
+    cap = 64 << 20  # far more than the client's bound and every kernel buffer between us: the unbounded client takes it all
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        listener.settimeout(PROCESS_TIMEOUT_S)
+        with TerminalSession(python_command("client", "bob", "--port", str(listener.getsockname()[1]))) as term:
+            connection, _ = listener.accept()
+            with connection:
+                connection.settimeout(PROCESS_TIMEOUT_S)
+                connection.recv(100)
+                connection.sendall(b"= welcome: bob, 2 online; /help lists the commands\n")
+                term.wait_for_text("welcome")  # from here on, nobody reads the terminal
+                connection.settimeout(3)
+                sent = 0
+                with contextlib.suppress(TimeoutError):  # three seconds without taking a byte: pushed back
+                    while sent < cap:
+                        sent += connection.send(line)
+                assert term.process.poll() is None  # still running, only waiting
+    assert sent < 32 << 20, f"the client took {sent >> 20} MiB from the socket without showing it"

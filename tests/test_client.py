@@ -190,3 +190,48 @@ def test_say_waits_while_flood_control_holds_it_back_and_a_timeout_gives_up_with
     finally:
         talker.close()
         reader.close()
+
+
+def test_the_transcript_and_the_unread_events_stay_bounded_however_long_the_lines():
+    from chat.clientbase import DEFAULT_KEEP_BYTES, text_bytes
+
+    line = ("<Алиса> " + "ж" * 500_000 + "\n").encode()  # a server sending half-megabyte lines, 40 of them
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        listener.settimeout(5)
+
+        def fake_server():
+            connection, _ = listener.accept()
+            with connection:
+                connection.settimeout(5)
+                connection.recv(100)
+                connection.sendall(b"= welcome: bob, 2 online; /help lists the commands\n")
+                for _ in range(40):
+                    connection.sendall(line)
+                connection.sendall("<Алиса> последняя\n".encode())
+
+        thread = threading.Thread(target=fake_server, name="test-fake-server")
+        thread.start()
+        client = ChatClient(timeout_s=5)
+        try:
+            client.connect(listener.getsockname(), "bob")
+            wait_until(lambda: not client.connected)
+            transcript = client.transcript
+            assert transcript.bytes <= DEFAULT_KEEP_BYTES < 40 * 500_000 and transcript.forgotten > 0
+            assert sum(map(text_bytes, client.drain())) <= DEFAULT_KEEP_BYTES  # nobody read them: bounded too
+            assert ChatMessage("Алиса", "последняя") in list(client.transcript)  # the newest are the ones kept
+        finally:
+            client.close()
+            thread.join(5)
+    assert not thread.is_alive()
+
+
+def test_an_event_log_keeps_the_newest_within_its_count_and_its_bytes():
+    from chat.clientbase import EventLog
+
+    log = EventLog(max_events=3, max_bytes=100)
+    for i in range(5):
+        log.append(ChatMessage("bob", f"{i}"))
+    assert [event.text for event in log] == ["2", "3", "4"] and log.forgotten == 2
+    log.append(ChatMessage("bob", "ж" * 500))  # alone over the bytes: kept, as the newest always is
+    assert list(log) == [ChatMessage("bob", "ж" * 500)] and log.bytes == len("bob") + 500 + 1
+    assert log.popleft().text == "ж" * 500 and log.bytes == 0 and not log

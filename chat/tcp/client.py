@@ -20,6 +20,7 @@ import time
 
 from chat import protocol
 from chat.clientbase import (
+    DEFAULT_KEEP_BYTES,
     DEFAULT_KEEP_EVENTS,
     DEFAULT_TIMEOUT_S,
     ClientBase,
@@ -32,7 +33,7 @@ from chat.clientbase import (
 from chat.protocol import Error, Reply
 
 __all__ = ["ChatClient", "ClientEvent", "Disconnected", "NameRefused", "connect",
-           "DEFAULT_KEEP_EVENTS", "DEFAULT_TIMEOUT_S"]
+           "DEFAULT_KEEP_BYTES", "DEFAULT_KEEP_EVENTS", "DEFAULT_TIMEOUT_S"]
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,9 @@ class ChatClient(ClientBase):
     - ``say``, ``me``, ``msg``, ``nick``, ``who``, ``help``, ``quit``, or ``send``
       for a raw line.
     - ``next_event(timeout_s)``, ``wait_for(match, timeout_s)``, ``drain()``:
-      events in order of arrival.  ``transcript`` keeps every event.
+      events in order of arrival.  ``transcript`` keeps the latest events
+      (``keep_events`` of them, ``keep_bytes`` of text at most; older ones are
+      forgotten, and unread events too are bounded so).
     - ``close()``; or use the client as a context manager.
 
     ``on_event``, if given, is called with each event from the receive thread.
