@@ -84,9 +84,11 @@ def _add_network(parser: argparse.ArgumentParser, port: int = DEFAULT_PORT, tran
     parser.add_argument("--port", type=port_number, default=port, help=port_help)
 
 
-def _add_client_timeout(parser: argparse.ArgumentParser) -> None:
+def _add_client_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS",
                         help="how long to wait for the server's answers, the welcome first (default 10)")
+    parser.add_argument("--time", action=argparse.BooleanOptionalAction, default=None,
+                        help="the local time in front of each line (default: on a terminal, yes; piped, no)")
 
 
 def port_number(text: str) -> int:
@@ -209,18 +211,18 @@ def _add_client(commands) -> None:
     from chat.console import EXIT_CODES
 
     parser = commands.add_parser("client", help="chat from this terminal",
-                                 description="Chat from this terminal. /help lists the commands; "
-                                             "/quit, Ctrl+D or Ctrl+C leave.", epilog=EXIT_CODES)
+                                 description="Chat from this terminal. /help lists the commands, Tab completes "
+                                             "them and the names online; /quit, Ctrl+D or Ctrl+C leave.", epilog=EXIT_CODES)
     parser.add_argument("name", nargs="?", help="your name (asked for if missing)")
     _add_network(parser, role="client")
-    _add_client_timeout(parser)
+    _add_client_options(parser)
     parser.set_defaults(run=_run_client)
 
 
 def _run_client(args: argparse.Namespace) -> int:
     from chat.console import run
 
-    return run(args.host, args.port, args.name, timeout_s=args.timeout)
+    return run(args.host, args.port, args.name, timeout_s=args.timeout, clock=args.time)
 
 
 def _add_demo(commands) -> None:
@@ -392,11 +394,11 @@ def _add_udp_client(commands) -> None:
     from chat.udp import DEFAULT_UDP_PORT
 
     parser = commands.add_parser("udp-client", help="chat from this terminal over UDP",
-                                 description="Chat over UDP from this terminal. /help lists the commands; "
-                                             "/quit, Ctrl+D or Ctrl+C leave.", epilog=EXIT_CODES)
+                                 description="Chat over UDP from this terminal. /help lists the commands, Tab "
+                                             "completes them and the names online; /quit, Ctrl+D or Ctrl+C leave.", epilog=EXIT_CODES)
     parser.add_argument("name", nargs="?", help="your name (asked for if missing)")
     _add_network(parser, DEFAULT_UDP_PORT, "UDP", role="client")
-    _add_client_timeout(parser)
+    _add_client_options(parser)
     parser.set_defaults(run=_run_udp_client)
 
 
@@ -404,7 +406,7 @@ def _run_udp_client(args: argparse.Namespace) -> int:
     from chat.console import run
     from chat.udp import UDPChatClient
 
-    return run(args.host, args.port, args.name, UDPChatClient, timeout_s=args.timeout)
+    return run(args.host, args.port, args.name, UDPChatClient, timeout_s=args.timeout, clock=args.time)
 
 
 # -- the report ------------------------------------------------------------------------------------------

@@ -246,8 +246,7 @@ class ClientBase:
     def who(self, timeout_s: float | None = None) -> list[str]:
         """Ask who is online and wait for the answer (other events stay unread)."""
         reply = self._request(protocol.format_command(protocol.Who()), "who", timeout_s)
-        listed = reply.text.partition(": ")[2]
-        return listed.split(", ") if listed else []
+        return protocol.who_names(reply)
 
     def _request(self, line: str, topic: str, timeout_s: float | None, attempts: int = 1) -> Reply:
         """Send ``line`` and wait for the reply on ``topic``; resend up to ``attempts`` times."""

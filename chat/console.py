@@ -17,7 +17,8 @@ import os
 import selectors
 import sys
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable
 
 from chat import protocol
 from chat.tcp.client import ChatClient, Disconnected, NameRefused
@@ -63,6 +64,67 @@ def _fragments(event: protocol.ServerEvent) -> list[tuple[str, str]]:
 
 
 _WITH_SENDER = (protocol.ChatMessage, protocol.Action, protocol.PrivateMessage, protocol.PrivateSent)
+COMMANDS = tuple(usage.split()[0] for usage, _ in protocol.COMMAND_HELP if usage.startswith("/") and usage[1] != "/")
+TIME_STYLE = "ansibrightblack"
+
+
+def clock_prefix() -> str:
+    """The local time in front of a line shown: ``14:05 ``."""
+    return time.strftime("%H:%M ")
+
+
+class NamesOnline:
+    """Who is online, as far as the lines seen tell: for Tab completion.
+
+    Learned from the ``/who`` replies (the console asks once, at the welcome),
+    joins, leaves, renames and the senders of messages.  Any thread may
+    :meth:`learn`; :meth:`starting_with` reads a copy.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._names: set[str] = set()
+        self.mine: str | None = None
+
+    def learn(self, event) -> None:
+        with self._lock:
+            match event:
+                case protocol.Reply(topic="welcome"):
+                    self.mine = protocol.welcome_name(event)
+                case protocol.Reply(topic="who"):
+                    self._names |= set(protocol.who_names(event))
+                case protocol.Joined(name=name):
+                    self._names.add(name)
+                case protocol.Left(name=name):
+                    self._names.discard(name)
+                case protocol.Renamed(old=old, new=new):
+                    self._names.discard(old)
+                    self._names.add(new)
+                    if old == self.mine:
+                        self.mine = new
+                case protocol.ChatMessage(sender=name) | protocol.Action(sender=name) | protocol.PrivateMessage(sender=name):
+                    self._names.add(name)
+
+    def starting_with(self, prefix: str) -> list[str]:
+        """The others' names that start with ``prefix`` (case ignored), sorted."""
+        with self._lock:
+            names = self._names - {self.mine}
+        folded = prefix.casefold()
+        return sorted(name for name in names if name.casefold().startswith(folded))
+
+
+def completions(text: str, names: NamesOnline) -> Iterable[tuple[str, int]]:
+    """What Tab may put in place of the word before the cursor: (completion, how far back it starts).
+
+    The first word of a line starting with "/" is a command; any other word is a name online.
+    """
+    word = text.rpartition(" ")[2]
+    if " " not in text and text.startswith("/"):
+        return [(command + " ", -len(word)) for command in COMMANDS if command.startswith(word)]
+    if not word:
+        return []
+    end = " " if text.startswith(("/msg ", "/nick ")) and text.count(" ") == 1 else ""
+    return [(name + end, -len(word)) for name in names.starting_with(word)]
 
 
 class PipeConsole:
@@ -70,14 +132,16 @@ class PipeConsole:
 
     asks_again = False  # a refused name ends the client: the next input line is a message, not a name
 
-    def __init__(self) -> None:
+    def __init__(self, clock: bool = False) -> None:
+        self.clock = clock
         self._decoder = protocol.LineDecoder(max_line_bytes=1 << 20)
         self._lines: list[str] = []
         self._wake_r, self._wake_w = os.pipe()
         self._eof = False
 
     def show(self, event: protocol.ServerEvent) -> None:
-        print(protocol.sanitize_text(protocol.format_event(event)), flush=True)  # what the server sent, made harmless
+        shown = protocol.sanitize_text(protocol.format_event(event))  # what the server sent, made harmless
+        print(f"{clock_prefix()}{shown}" if self.clock else shown, flush=True)
 
     def note(self, text: str) -> None:
         print(protocol.sanitize_text(text), file=sys.stderr, flush=True)
@@ -131,13 +195,24 @@ class TerminalConsole:
     """
 
     asks_again = True  # a refused name: the user types another
+    completes_names = True  # Tab completes commands and the names online
 
-    def __init__(self) -> None:
+    def __init__(self, clock: bool = True, names: NamesOnline | None = None) -> None:
         from prompt_toolkit import PromptSession
+        from prompt_toolkit.completion import Completer, Completion
         from prompt_toolkit.patch_stdout import patch_stdout
         from prompt_toolkit.styles import default_ui_style
 
-        self._session = PromptSession(erase_when_done=True)
+        self.clock = clock
+        self.names = names or NamesOnline()
+        known = self.names
+
+        class CommandsAndNames(Completer):
+            def get_completions(self, document, complete_event):
+                for completion, start in completions(document.text_before_cursor, known):
+                    yield Completion(completion, start_position=start)
+
+        self._session = PromptSession(erase_when_done=True, completer=CommandsAndNames(), complete_while_typing=False)
         self._session.default_buffer.accept_handler = self._accept
         self._style = default_ui_style()
         self._loop = asyncio.new_event_loop()  # runs while read_line() waits; the prompt lives in it
@@ -153,7 +228,7 @@ class TerminalConsole:
         self._patch.__enter__()
 
     def show(self, event: protocol.ServerEvent) -> None:
-        self._post(_fragments(event))
+        self._post([(TIME_STYLE, clock_prefix()), *_fragments(event)] if self.clock else _fragments(event))
 
     def note(self, text: str) -> None:
         self._post([("", protocol.sanitize_text(text))])
@@ -318,17 +393,23 @@ class HeldEvents:
             self._holding = False
 
 
-def run(host: str, port: int, name: str | None, client_class: type = ChatClient, timeout_s: float = 10.0) -> int:
+def run(host: str, port: int, name: str | None, client_class: type = ChatClient, timeout_s: float = 10.0,
+        clock: bool | None = None) -> int:
     """Chat until the user quits or the server goes away; returns the exit code.
 
     ``client_class`` is :class:`~chat.tcp.client.ChatClient` (TCP) or
-    :class:`~chat.udp.UDPChatClient`: the console is the same.
+    :class:`~chat.udp.UDPChatClient`: the console is the same.  ``clock``:
+    the local time in front of each line shown (default: on a terminal, yes;
+    piped, no, so scripts read the lines as the server sent them).
     """
-    console = TerminalConsole() if sys.stdin.isatty() and sys.stdout.isatty() else PipeConsole()
+    on_terminal = sys.stdin.isatty() and sys.stdout.isatty()
+    names = NamesOnline()
+    console = TerminalConsole(clock is not False, names) if on_terminal else PipeConsole(bool(clock))
     gone = threading.Event()
     held = HeldEvents(console)
 
     def on_event(event) -> None:
+        names.learn(event)
         if isinstance(event, protocol.ServerClosing):
             server_closing.set()
         if isinstance(event, Disconnected):
@@ -370,6 +451,11 @@ def _connect_and_chat(client: ChatClient, console, address: tuple, name: str | N
         client_is_closing.set()
         client.close()
         return refused_exit
+    if getattr(console, "completes_names", False):
+        try:
+            client.send(protocol.format_command(protocol.Who()))  # who is here, on screen and for Tab
+        except OSError:
+            pass  # the chat loop sees the connection gone
     return _chat(client, console, gone, client_is_closing, server_closing)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import signal
 import socket
 import subprocess
@@ -11,7 +12,7 @@ import sys
 import pytest
 
 from chat import protocol
-from chat.protocol import ChatMessage, Joined, LeaveReason, Left, Reply
+from chat.protocol import ChatMessage, Joined, LeaveReason, Left, PrivateMessage, Reply
 from chat.reporting.terminal import TerminalSession, python_command
 from tests.helpers import wait_until
 
@@ -250,7 +251,7 @@ def test_console_client_says_when_what_answers_is_not_a_chat_server_or_nothing_a
 
 def test_console_client_on_a_terminal_keeps_the_typed_line_intact(server, raw_clients):
     alice = raw_clients(server.server_address, "Алиса")
-    with TerminalSession(python_command("client", "--port", str(server.server_address[1]))) as term:
+    with TerminalSession(python_command("client", "--port", str(server.server_address[1]), "--no-time")) as term:
         term.wait_for_text("your name:")
         term.type("Боб\r")
         term.wait_for_text("welcome")
@@ -277,14 +278,17 @@ def test_console_client_on_a_terminal_keeps_every_line_whole_while_the_chat_is_b
     """Lines arriving just as Enter is pressed, while the prompt is redrawn, each get a row of their own."""
     alice = raw_clients(server.server_address, "Алиса")
     rounds = 25
-    with TerminalSession(python_command("client", "bob", "--port", str(server.server_address[1])), lines=150) as term:
+    with TerminalSession(python_command("client", "bob", "--port", str(server.server_address[1]), "--no-time"),
+                         lines=150) as term:
+        term.wait_for_text("= who: 2 online: bob, Алиса")  # the console asks who is here once it is welcomed
         wait_for_empty_prompt(term)
         for i in range(rounds):
             for j in range(3):
                 alice.send_line(f"строка {i}.{j}")
             term.type(f"/nick n{i}\r")  # the server answers at once, racing alice's lines to the screen
             term.wait_for_text(f"is now known as n{i}")
-        expected = {"= welcome: you are bob, 2 online; /help lists the commands; /quit leaves", ">"}
+        expected = {"= welcome: you are bob, 2 online; /help lists the commands; /quit leaves", ">",
+                    "= who: 2 online: bob, Алиса"}
         for i in range(rounds):
             expected |= {f"<Алиса> строка {i}.{j}" for j in range(3)}
             expected |= {f"> /nick n{i}", f"*** {'bob' if i == 0 else f'n{i - 1}'} is now known as n{i}"}
@@ -300,12 +304,13 @@ def test_console_client_on_a_terminal_keeps_every_line_whole_while_the_chat_is_b
 
 def test_console_client_on_a_terminal_says_when_the_server_goes_away(start_server):
     server = start_server()
-    with TerminalSession(python_command("client", "bob", "--port", str(server.server_address[1]))) as term:
+    with TerminalSession(python_command("client", "bob", "--port", str(server.server_address[1]), "--no-time")) as term:
+        term.wait_for_text("= who: 1 online: bob")
         wait_for_empty_prompt(term)
         server.stop()
         assert term.wait_exit() == 0
         screen = [line for line in term.display() if line]
-    assert screen[1:] == ["*** server shutting down", "the chat server shut down"]
+    assert screen[2:] == ["*** server shutting down", "the chat server shut down"]
 
 
 def test_console_client_on_a_terminal_exits_cleanly_on_ctrl_c(server, raw_clients):
@@ -453,3 +458,55 @@ def test_console_client_on_a_terminal_nobody_reads_stops_reading_the_socket_so_t
                         sent += connection.send(line)
                 assert term.process.poll() is None  # still running, only waiting
     assert sent < 32 << 20, f"the client took {sent >> 20} MiB from the socket without showing it"
+
+
+def test_console_client_on_a_terminal_completes_commands_and_names_with_tab(server, raw_clients):
+    alice = raw_clients(server.server_address, "Алиса")
+    bob = raw_clients(server.server_address, "bob")
+    with TerminalSession(python_command("client", "Вера", "--port", str(server.server_address[1]))) as term:
+        term.wait_for_text("= who: 3 online: bob, Алиса, Вера")  # asked at the welcome: Tab knows who is here
+        wait_for_empty_prompt(term)
+        term.type("/ms\t")
+        term.wait_for_text("> /msg")
+        term.type("Ал\t")
+        term.wait_for_text("> /msg Алиса")
+        term.type("тайное\r")
+        assert alice.read_until(lambda e: isinstance(e, PrivateMessage))[-1] == PrivateMessage("Вера", "тайное")
+        wait_for_empty_prompt(term)
+        term.type("привет, b\t")  # a name inside a message: completed too, without a space after it
+        term.wait_for_text("> привет, bob")
+        term.type("!\r")
+        assert bob.read_until(lambda e: isinstance(e, ChatMessage))[-1] == ChatMessage("Вера", "привет, bob!")
+        wait_for_empty_prompt(term)
+        term.type("\x04")
+        assert term.wait_exit() == 0
+
+
+def test_console_client_shows_the_local_time_on_a_terminal_and_not_with_no_time(server, raw_clients):
+    alice = raw_clients(server.server_address, "Алиса")
+    for flags, timed in (((), True), (("--no-time",), False)):
+        with TerminalSession(python_command("client", "bob", "--port", str(server.server_address[1]), *flags)) as term:
+            term.wait_for_text("= who:")
+            alice.send_line("который час?")
+            term.wait_for_text("<Алиса> который час?")
+            shown = next(line for line in term.display() if line.endswith("<Алиса> который час?"))
+            assert bool(re.fullmatch(r"\d\d:\d\d <Алиса> который час\?", shown)) == timed, shown
+            term.type("\x04")
+            assert term.wait_exit() == 0
+
+
+def test_console_client_in_a_pipe_shows_the_time_only_when_asked(server, raw_clients):
+    alice = raw_clients(server.server_address, "Алиса")
+    for flags, timed in (((), False), (("--time",), True)):
+        process = subprocess.Popen(python_command("client", "bob", "--port", str(server.server_address[1]), *flags),
+                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            assert "welcome" in process.stderr.readline()
+            alice.send_line("который час?")
+            shown = process.stdout.readline()
+            process.communicate("", timeout=PROCESS_TIMEOUT_S)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
+        assert bool(re.fullmatch(r"\d\d:\d\d <Алиса> который час\?\n", shown)) == timed, shown

@@ -66,3 +66,19 @@ def test_the_terminal_view_cleans_every_piece_it_shows():
     event = protocol.parse_event("<b\x07ob> \x1b[2Jhi\x9b\u202e\x08")
     pieces = "".join(text for _, text in console._fragments(event))
     assert not set(pieces) & {"\x1b", "\x07", "\x08", "\x9b", "\u202e"} and "hi" in pieces
+
+
+def test_tab_completes_a_command_first_then_the_names_online_but_ones_own():
+    from chat import protocol
+
+    names = console.NamesOnline()
+    for event in (protocol.welcome("Вера", 3), protocol.Reply("who", "3 online: bob, Алиса, Вера"),
+                  protocol.Joined("Алексей"), protocol.Renamed("bob", "bobby"), protocol.Left("Алексей", protocol.LeaveReason.QUIT)):
+        names.learn(event)
+    assert console.completions("/m", names) == [("/msg ", -2), ("/me ", -2)]  # in the order of /help
+    assert console.completions("/msg ал", names) == [("Алиса ", -2)]  # case ignored; a space to type the text
+    assert console.completions("привет, b", names) == [("bobby", -1)]  # inside a message: no space added
+    assert console.completions("/msg В", names) == []  # one's own name is not offered
+    assert console.completions("привет ", names) == []
+    names.learn(protocol.Renamed("Вера", "Вероника"))
+    assert names.mine == "Вероника" and console.completions("Вер", names) == []

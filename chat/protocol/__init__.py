@@ -125,6 +125,7 @@ from chat.protocol.events import (
     parse_event,
     welcome,
     welcome_name,
+    who_names,
 )
 from chat.protocol.framing import (
     ENCODING,
@@ -197,6 +198,7 @@ __all__ = [
     "parse_event",
     "welcome",
     "welcome_name",
+    "who_names",
     "ENCODING",
     "MAX_LINE_BYTES",
     "LineDecoder",

@@ -119,6 +119,21 @@ def welcome_name(reply: Reply) -> str:
     return reply.text.partition(",")[0]
 
 
+def who_names(reply: Reply) -> list[str]:
+    """The names a ``/who`` reply lists (a UDP reply cut to one datagram lists only the first ones).
+
+    >>> who_names(Reply("who", "3 online: bob, Алиса, Вера"))
+    ['bob', 'Алиса', 'Вера']
+    >>> who_names(Reply("who", "500 online: a, b and 498 more"))
+    ['a', 'b']
+    """
+    listed = reply.text.partition(": ")[2]
+    head, cut, _ = listed.rpartition(" and ")
+    if cut and _.endswith(" more"):
+        listed = head
+    return listed.split(", ") if listed else []
+
+
 def name_refused(problem: InvalidName | str) -> Error:
     """The error for a name that breaks the rules (an InvalidName) or is taken (the name, a str)."""
     if isinstance(problem, InvalidName):
