@@ -32,6 +32,8 @@ STDIN_READ_BYTES = 4096
 # reading the socket, TCP pushes back, and the server's own bound on a slow reader applies.
 MAX_WAITING_LINES = 1000
 MAX_WAITING_BYTES = 1 << 20
+# The latest lines shown, kept to draw them again after the terminal is resized (each cut to a screenful).
+SHOWN_KEPT_LINES, SHOWN_KEPT_CHARS = 200, 16 * 1024
 # What the console's client remembers: it shows each event as it comes and keeps no history.
 CONSOLE_KEEP_EVENTS, CONSOLE_KEEP_BYTES = 100, 1 << 20
 
@@ -212,8 +214,19 @@ class TerminalConsole:
                 for completion, start in completions(document.text_before_cursor, known):
                     yield Completion(completion, start_position=start)
 
-        self._session = PromptSession(erase_when_done=True, completer=CommandsAndNames(), complete_while_typing=False)
+        from prompt_toolkit.output import create_output
+        from prompt_toolkit.shortcuts import CompleteStyle
+
+        output = create_output()
+        # No cursor position reports: an answer measured before lines were printed above the prompt
+        # would be stale, and the prompt would be drawn too low, scrolling lines off the top.
+        output.enable_cpr = False
+        self._session = PromptSession(erase_when_done=True, output=output, completer=CommandsAndNames(),
+                                      complete_while_typing=False, complete_style=CompleteStyle.READLINE_LIKE)
         self._session.default_buffer.accept_handler = self._accept
+        self._session.app.before_render += self._redraw_if_resized
+        self._size = None  # the terminal's size at the last drawing
+        self._shown: collections.deque[list[tuple[str, str]]] = collections.deque(maxlen=SHOWN_KEPT_LINES)
         self._style = default_ui_style()
         self._loop = asyncio.new_event_loop()  # runs while read_line() waits; the prompt lives in it
         self._prompt: asyncio.Task | None = None
@@ -278,7 +291,39 @@ class TerminalConsole:
                 self._waiting_bytes -= sum(len(text) for _, text in fragments)
                 self._room.notify_all()
             write_fragments(output, [*fragments, ("", "\n")], self._style)
+            self._shown.append([(style, text[:SHOWN_KEPT_CHARS]) for style, text in fragments])
         output.flush()
+
+    def _redraw_if_resized(self, app) -> None:
+        """Before each drawing of the prompt: after a resize, clear the screen and show the latest lines again.
+
+        A terminal that reflows its text on a resize (tmux, most modern ones)
+        rewraps the input line being typed too, so prompt_toolkit's erase of
+        its old rows misses some and stale pieces would stay above the prompt.
+        Redrawing from a clear screen is right whether the terminal reflows or not.
+        """
+        from prompt_toolkit.renderer import print_formatted_text as write_fragments
+        from prompt_toolkit.utils import get_cwidth
+
+        size = app.output.get_size()
+        resized, self._size = self._size is not None and size != self._size, size
+        if not resized:
+            return
+        columns = max(1, size.columns)
+        typed = f"{self._session.message}{self._session.default_buffer.text}"
+        room = max(0, size.rows - -(-max(1, get_cwidth(typed)) // columns))  # rows above the input line
+        latest: list[list[tuple[str, str]]] = []
+        for fragments in reversed(self._shown):
+            rows = -(-max(1, sum(get_cwidth(text) for _, text in fragments)) // columns)
+            if rows > room:
+                break
+            room -= rows
+            latest.append(fragments)
+        app.output.erase_screen()
+        app.output.cursor_goto(0, 0)
+        for fragments in reversed(latest):
+            write_fragments(app.output, [*fragments, ("", "\n")], self._style)
+        app.output.flush()
 
     def _accept(self, buffer) -> bool:
         """Enter: keep a copy of the line above the prompt and hand it to read_line()."""

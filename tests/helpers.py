@@ -98,3 +98,79 @@ class RawClient:
 
     def close(self) -> None:
         self.sock.close()
+
+
+class TmuxPane:
+    """A command in a detached tmux window: a real terminal that reflows its text when resized.
+
+    Its own tmux server (``-L``), killed on close; every tmux call has a timeout.
+    """
+
+    def __init__(self, argv: list[str], columns: int, rows: int) -> None:
+        import shlex
+        import shutil
+        import uuid
+
+        if shutil.which("tmux") is None:
+            raise FileNotFoundError("tmux is not installed")
+        import tempfile
+
+        self._socket = f"chat-test-{uuid.uuid4().hex[:8]}"
+        self._status = tempfile.NamedTemporaryFile(prefix="chat-tmux-", suffix=".status", delete=False).name
+        command = " ".join(map(shlex.quote, argv))  # its exit code goes to a file, then the pane stays
+        self._tmux("new-session", "-d", "-s", "chat", "-x", str(columns), "-y", str(rows),
+                   f"{command}; echo $? > {shlex.quote(self._status)}; sleep 60")
+
+    def _tmux(self, *args: str) -> str:
+        import subprocess
+
+        done = subprocess.run(["tmux", "-L", self._socket, *args], capture_output=True, text=True, timeout=10)
+        if done.returncode:
+            raise RuntimeError(f"tmux {args[0]} failed: {done.stderr.strip()}")
+        return done.stdout
+
+    def type(self, keys: str) -> None:
+        self._tmux("send-keys", "-t", "chat", "-l", keys)
+
+    def press(self, key: str) -> None:
+        self._tmux("send-keys", "-t", "chat", key)
+
+    def resize(self, columns: int, rows: int) -> None:
+        self._tmux("resize-window", "-t", "chat", "-x", str(columns), "-y", str(rows))
+
+    def rows(self) -> list[str]:
+        return [row.rstrip() for row in self._tmux("capture-pane", "-p", "-t", "chat").split("\n")]
+
+    def wait_for(self, condition: Callable[[list[str]], bool], timeout_s: float = 10.0) -> list[str]:
+        deadline = time.monotonic() + timeout_s
+        while not condition(rows := self.rows()):
+            if time.monotonic() > deadline:
+                raise AssertionError("the pane never showed what was expected:\n" + "\n".join(rows))
+            time.sleep(0.05)
+        return rows
+
+    def exit_status(self, timeout_s: float = 10.0) -> int:
+        import os
+
+        deadline = time.monotonic() + timeout_s
+        while not (written := open(self._status).read().strip()):
+            if time.monotonic() > deadline:
+                raise AssertionError("the command in the pane did not exit:\n" + "\n".join(self.rows()))
+            time.sleep(0.05)
+        os.unlink(self._status)
+        return int(written)
+
+    def close(self) -> None:
+        import contextlib
+        import os
+
+        with contextlib.suppress(RuntimeError):
+            self._tmux("kill-server")  # the pane's processes end with it (SIGHUP)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._status)
+
+    def __enter__(self) -> TmuxPane:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()

@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -510,3 +511,57 @@ def test_console_client_in_a_pipe_shows_the_time_only_when_asked(server, raw_cli
                 process.kill()
                 process.communicate()
         assert bool(re.fullmatch(r"\d\d:\d\d <Алиса> который час\?\n", shown)) == timed, shown
+
+
+def test_console_client_redraws_cleanly_when_a_reflowing_terminal_is_resized_under_a_long_input_line(server, raw_clients):
+    from tests.helpers import TmuxPane
+
+    alice = raw_clients(server.server_address, "Алиса")
+    typed = "слово " * 15  # 90 columns: one row at 100 columns, three at 40
+    try:
+        pane = TmuxPane(python_command("client", "bob", "--port", str(server.server_address[1]), "--no-time"), 100, 12)
+    except FileNotFoundError as exc:
+        pytest.skip(f"{exc}: a terminal that reflows can't be tried here (.ci/run installs tmux)")
+    with pane:
+        pane.wait_for(lambda rows: "= who: 2 online: bob, Алиса" in rows)
+        alice.send_line("до изменения размера")
+        pane.wait_for(lambda rows: "<Алиса> до изменения размера" in rows)
+        pane.type(typed)
+        pane.wait_for(lambda rows: f"> {typed}".rstrip() in rows)
+        def drawn_cleanly(rows: list[str]) -> bool:
+            rows = [row for row in rows if row]
+            start = next((i for i, row in enumerate(rows) if row.startswith("> ")), None)
+            if start is None or max(map(len, rows)) > columns:
+                return False
+            above, input_rows = rows[:start], rows[start:]
+            # The capture trims a row ending on a space: compare without spaces.
+            return ("".join(input_rows).replace(" ", "") == f">{typed}".replace(" ", "")  # the input line, once
+                    and not any("слово" in row for row in above)  # no stale piece of it above the prompt
+                    and "".join(above).replace(" ", "").endswith(  # the lines shown before, rewrapped
+                        "=who:2online:bob,Алиса<Алиса>доизмененияразмера"))
+
+        for columns in (40, 100, 60):
+            pane.resize(columns, 12)
+            pane.wait_for(drawn_cleanly)
+        pane.press("Enter")
+        assert alice.read_until(lambda e: isinstance(e, ChatMessage))[-1] == ChatMessage("bob", typed)
+        pane.press("C-d")
+        assert pane.exit_status() == 0
+
+
+def test_console_client_in_a_real_terminal_keeps_the_welcome_on_screen_when_lines_arrive_as_the_prompt_starts(server):
+    """In a terminal that answers cursor position reports (tmux does; the pyte tests' doesn't), an answer
+    measured before the who-is-here line was printed used to draw the prompt too low and scroll the welcome off."""
+    from tests.helpers import TmuxPane
+
+    try:
+        pane = TmuxPane(python_command("client", "bob", "--port", str(server.server_address[1]), "--no-time"), 100, 10)
+    except FileNotFoundError as exc:
+        pytest.skip(f"{exc}: a terminal that answers cursor position reports can't be tried here")
+    with pane:
+        rows = pane.wait_for(lambda rows: rows[:3] == ["= welcome: you are bob, 1 online; /help lists the commands; /quit leaves",
+                                                        "= who: 1 online: bob", ">"])
+        time.sleep(0.5)  # a late redraw would scroll now: nothing to wait on but time
+        assert pane.rows()[:3] == rows[:3]
+        pane.press("C-d")
+        assert pane.exit_status() == 0
