@@ -565,3 +565,45 @@ def test_console_client_in_a_real_terminal_keeps_the_welcome_on_screen_when_line
         assert pane.rows()[:3] == rows[:3]
         pane.press("C-d")
         assert pane.exit_status() == 0
+
+
+def _at_most_40_descriptors() -> None:
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_NOFILE, (40, 40))
+
+
+def test_a_server_out_of_descriptors_says_it_is_busy_logs_it_once_a_second_and_serves_the_others(server_process):
+    from tests.helpers import RawClient
+
+    server = server_process(preexec_fn=_at_most_40_descriptors)  # a real limit, in a process of its own
+    served, busy = [], []
+    try:
+        for i in range(60):  # far more than 40 descriptors
+            client = RawClient(server.address)
+            event = client.read_event()
+            if isinstance(event, protocol.Error):
+                busy.append(event)
+                client.close()
+                if len(busy) == 20:
+                    break
+                continue
+            served.append(client)
+            client.send_line(f"user{i}")
+            assert client.read_event().topic == "welcome"
+        assert served and len(busy) == 20, "the limit was never reached"
+        assert {event.code for event in busy} == {protocol.SERVER_BUSY}
+        assert "out of file descriptors" in busy[0].text and "try again later" in busy[0].text
+        served[0].send_line("нас не забыли?")  # those already in chat on
+        for other in served[1:]:
+            assert other.read_until(lambda e: isinstance(e, ChatMessage))[-1] == ChatMessage("user0", "нас не забыли?")
+    finally:
+        for client in served:
+            client.close()
+    server.process.send_signal(signal.SIGINT)
+    _, log = server.process.communicate(timeout=PROCESS_TIMEOUT_S)
+    assert server.process.returncode == 0
+    turned_away = [line for line in log.splitlines() if "turned a connection away" in line]
+    assert 1 <= len(turned_away) <= 3, log  # 20 turned away within a second or two: a warning a second at most
+    assert "more like it" in log or len(turned_away) == 1
+    assert "error serving" not in log and "Traceback" not in log, log

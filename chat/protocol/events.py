@@ -100,6 +100,7 @@ UNKNOWN_COMMAND = "unknown-command"
 USAGE = "usage"
 NO_SUCH_USER = "no-such-user"
 SERVER_FULL = "server-full"
+SERVER_BUSY = "server-busy"  # out of threads or descriptors: try again later
 TIMEOUT = "timeout"
 TOO_LONG = LINE_TOO_LONG  # UDP: a datagram over the payload limit (a datagram is a line: one code for both)
 NOT_JOINED = "not-joined"  # UDP: a datagram from an address that has not joined
@@ -132,6 +133,11 @@ def who_names(reply: Reply) -> list[str]:
     if cut and _.endswith(" more"):
         listed = head
     return listed.split(", ") if listed else []
+
+
+def server_busy(why: str) -> Error:
+    """The line for a connection the server has no thread or descriptor to serve."""
+    return Error(SERVER_BUSY, f"the server is {why}; try again later")
 
 
 def name_refused(problem: InvalidName | str) -> Error:

@@ -31,6 +31,7 @@ class ServerStats:
     bytes_in: int = 0
     bytes_out: int = 0
     refused_full: int = 0  # connections refused because max_clients were connected
+    refused_busy: int = 0  # connections turned away because the system had no thread or descriptor to spare
     registration_timeouts: int = 0
     leaves: dict[str, int] = field(default_factory=dict)  # users who left, by reason
     sendq_peak_bytes: int = 0  # the most bytes ever queued for one client (bounded by sendq_bytes)
@@ -166,6 +167,7 @@ class Registry:
             bytes_in=totals["bytes_in"],
             bytes_out=totals["bytes_out"],
             refused_full=totals["refused_full"],
+            refused_busy=totals["refused_busy"],
             registration_timeouts=totals["registration_timeouts"],
             leaves=leaves,
             sendq_peak_bytes=sendq_peak,

@@ -15,7 +15,9 @@ takes the tuple of members under the lock and queues outside it.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import logging
+import os
 import selectors
 import socket
 import threading
@@ -41,13 +43,14 @@ from chat.protocol import (
 from chat.tcp.limits import Limits
 from chat.tcp.outbox import Flusher
 from chat.tcp.registry import Registry, ServerStats
-from chat.tcp.session import Session
+from chat.tcp.session import NoThreadForSession, Session
 
 log = logging.getLogger(__name__)
 
 EventHook = Callable[[protocol.ServerEvent], None]
 SHUTDOWN_GRACE_S = 1.0  # how long clients get to read the shutdown notice and close
 ACCEPT_RETRY_S = 0.1  # pause after a failed accept (out of descriptors), instead of spinning
+BUSY_LOG_EVERY_S = 1.0  # running out of threads or descriptors is logged at most this often
 # TCP keepalive: a client that vanishes without a FIN or a reset (cable out, laptop asleep)
 # is found dead after about KEEPALIVE_IDLE_S + KEEPALIVE_COUNT * KEEPALIVE_INTERVAL_S.
 KEEPALIVE_IDLE_S, KEEPALIVE_INTERVAL_S, KEEPALIVE_COUNT = 60, 10, 3
@@ -104,6 +107,8 @@ class ChatServer(CommandDispatch):
         self._accept_thread: threading.Thread | None = None
         self._serving, self._served = threading.Event(), threading.Event()  # serve_forever entered, left
         self._flusher = Flusher()
+        self._spare_descriptor = _reserve_descriptor()  # freed to say "busy" when descriptors run out
+        self._busy_log = ThrottledLog(log, BUSY_LOG_EVERY_S)
 
     def __repr__(self) -> str:
         host, port = self.server_address
@@ -163,6 +168,9 @@ class ChatServer(CommandDispatch):
         self._flusher.stop(max(0.1, deadline - time.monotonic()))
         self._wake_r.close()
         self._wake_w.close()
+        if self._spare_descriptor is not None:
+            os.close(self._spare_descriptor)
+            self._spare_descriptor = None
         log.info("chat server stopped")
 
     close = stop
@@ -190,15 +198,48 @@ class ChatServer(CommandDispatch):
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
-                # Out of file descriptors, say: the connection stays in the backlog and the
-                # listener stays readable, so pause instead of spinning; the others carry on.
-                log.warning("accept failed: %s; pausing %g s", exc, ACCEPT_RETRY_S)
+                if exc.errno in (errno.EMFILE, errno.ENFILE) and self._turn_away_with_the_spare_descriptor():
+                    continue
+                # No descriptor even to say so, or out of memory: the connection stays in the
+                # backlog and the listener stays readable, so pause instead of spinning.
+                self._busy_log.warning("accept failed: %s; pausing %g s", exc, ACCEPT_RETRY_S)
                 self._stopping.wait(ACCEPT_RETRY_S)
                 return
             try:
                 self._open_session(sock, address)
-            except Exception as exc:  # e.g. no thread could be started: this connection only
+            except NoThreadForSession as exc:  # the system's limit, not a bug: this connection only
+                self._registry.forget(lambda session: session.sock is sock)
+                self._turn_away_busy(sock, f"out of threads ({exc})", told=exc.told)
+            except Exception as exc:
                 self._abandon(sock, exc)
+
+    def _turn_away_with_the_spare_descriptor(self) -> bool:
+        """Out of descriptors: free the one kept in reserve to accept the waiting connection and tell it so.
+
+        Without it the connection would wait in the backlog, unanswered, and
+        the listener would stay readable.  False if there was no reserve (or
+        the connection went away meanwhile).
+        """
+        if self._spare_descriptor is None:
+            return False
+        os.close(self._spare_descriptor)
+        self._spare_descriptor = None
+        try:
+            sock, _ = self._listener.accept()
+        except OSError:
+            return False
+        else:
+            self._registry.count("connections_total")
+            self._turn_away_busy(sock, "out of file descriptors")
+            return True
+        finally:
+            self._spare_descriptor = _reserve_descriptor()  # None while still out of them: tried again next time
+
+    def _turn_away_busy(self, sock: socket.socket, why: str, told: bool = False) -> None:
+        """Tell a connection we can't serve that the server is busy, close it, and count it (not an error)."""
+        self._registry.count("refused_busy")
+        self._busy_log.warning("turned a connection away: %s", why)
+        self._refuse(sock, None if told else protocol.server_busy(why))  # told: its writer said so already
 
     def _abandon(self, sock: socket.socket, exc: Exception) -> None:
         self._registry.forget(lambda session: session.sock is sock)
@@ -229,12 +270,13 @@ class ChatServer(CommandDispatch):
                 return
             self._refuse(sock, ServerClosing())
 
-    def _refuse(self, sock: socket.socket, event: protocol.ServerEvent) -> None:
-        """Send one line to a connection we won't serve, and close it."""
+    def _refuse(self, sock: socket.socket, event: protocol.ServerEvent | None) -> None:
+        """Send one line (if any is still to be said) to a connection we won't serve, and close it."""
         try:
             sock.settimeout(0.0)
-            sock.send(protocol.encode_event(event))
-            sock.shutdown(socket.SHUT_WR)
+            if event is not None:
+                sock.send(protocol.encode_event(event))
+                sock.shutdown(socket.SHUT_WR)
             sock.recv(65536)  # unread input would turn our close into a reset
         except OSError:
             pass
@@ -384,6 +426,34 @@ class ChatServer(CommandDispatch):
 
 def _line_too_long(limit: int) -> Error:
     return Error(protocol.LINE_TOO_LONG, f"lines are limited to {protocol.bytes_in_letters(limit)}; that one was discarded")
+
+
+def _reserve_descriptor() -> int | None:
+    try:
+        return os.open(os.devnull, os.O_RDONLY)
+    except OSError:
+        return None
+
+
+class ThrottledLog:
+    """Warnings of one kind, at most one per ``interval_s``; the next one says how many were held back."""
+
+    def __init__(self, logger: logging.Logger, interval_s: float) -> None:
+        self._logger, self._interval_s = logger, interval_s
+        self._lock = threading.Lock()
+        self._next_s = 0.0
+        self._held_back = 0
+
+    def warning(self, message: str, *args) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if now < self._next_s:
+                self._held_back += 1
+                return
+            self._next_s, held_back, self._held_back = now + self._interval_s, self._held_back, 0
+        if held_back:
+            message += f" (and {held_back} more like it since the last such warning)"
+        self._logger.warning(message, *args)
 
 
 def _keep_alive(sock: socket.socket) -> None:

@@ -31,6 +31,17 @@ HELLO = Reply("hello", f"chat lab; send your name ({protocol.NAME_RULES})")
 _WAIT_SELECTOR = getattr(selectors, "PollSelector", selectors.SelectSelector)  # see _readable_before_deadline
 
 
+class NoThreadForSession(RuntimeError):
+    """A session's threads could not start: the system's or the process's limit on threads.
+
+    ``told``: the writer had started and has told the client the server is busy.
+    """
+
+    def __init__(self, reason: str, told: bool) -> None:
+        super().__init__(reason)
+        self.told = told
+
+
 class SessionHost(Protocol):
     """What a session needs of its server: the methods a :class:`~chat.tcp.server.ChatServer` offers sessions.
 
@@ -90,13 +101,24 @@ class Session:
         return f"<Session #{self.number} {self.name or '(unregistered)'} {self.address}>"
 
     def start(self) -> None:
-        """Start the writer, then the reader; if the reader can't start, the writer is stopped too."""
-        self.writer.start()
+        """Start the writer, then the reader; if the reader can't start, the writer is stopped too.
+
+        Raises :class:`NoThreadForSession` when the system has no thread to give.
+        """
+        try:
+            self.writer.start()
+        except RuntimeError as exc:  # both threads are new: "can't start new thread"
+            raise NoThreadForSession(str(exc), told=False) from exc
         try:
             self.reader.start()
-        except BaseException:
+        except BaseException as exc:
+            out_of_threads = isinstance(exc, RuntimeError)
+            if out_of_threads:  # the writer says so, then half-closes
+                self.outbox.put(protocol.encode_event(protocol.server_busy(f"out of threads ({exc})")))
             self.outbox.close()
-            self.writer.join()  # it returns at once: nothing is queued before the reader runs
+            self.writer.join(5)  # it returns at once: nothing else is queued before the reader runs
+            if out_of_threads:
+                raise NoThreadForSession(str(exc), told=True) from exc
             raise
 
     # -- called from any thread -------------------------------------------
