@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import unicodedata
+from pathlib import Path
+
 import pytest
 
 from chat import protocol
@@ -218,11 +221,46 @@ def test_different_names_have_different_keys(one, other):
     assert protocol.name_key(one) != protocol.name_key(other)
 
 
-def test_lookalike_table_maps_each_character_once():
+# Twelve pairs seen online at once before the names used Unicode's confusables data (issue 15).
+SEEN_ONLINE_AT_ONCE = [
+    ("bob", "b০b"), ("bob", "b०b"), ("bob", "b၀b"),  # Bengali, Devanagari and Myanmar zeros
+    ("Alice", "A١ice"),  # an Arabic-Indic one
+    ("ä", "ӓ"), ("Chloë", "Сһӏоё"), ("pó", "ρό"),  # accented letters across scripts
+    ("ABE", "ᎪᏴᎬ"),  # Cherokee capitals
+    ("joe", "ȷoe"), ("ana", "апа"),  # a dotless j; a Cyrillic п
+    ("ЕВА", "EBA"), ("Вов", "Bob"),
+]
+
+
+@pytest.mark.parametrize("taken, twin", SEEN_ONLINE_AT_ONCE)
+def test_names_that_look_alike_by_unicodes_confusables_share_a_key(taken, twin):
+    assert protocol.name_key(protocol.normalize_name(twin)) == protocol.name_key(protocol.normalize_name(taken))
+
+
+@pytest.mark.parametrize("name", ["नमस्ते", "प्रिया", "தமிழ்", "ক্ষমা", "สมชาย", "Zoë", "Ва́ня"])
+def test_names_with_the_combining_marks_of_their_script_are_fine(name):
+    assert protocol.normalize_name(name) == unicodedata.normalize("NFC", name)
+
+
+@pytest.mark.parametrize("name, problem", [
+    ("\u0301abc", "U+0301"),  # a mark with no letter before it
+    ("x\u0301\u0302\u0303\u0304", "at most 3 in a row"),  # a pile of diacritics
+    ("abc\u093e", "U+093E"),  # a Devanagari vowel sign on a Latin letter
+    ("a\u034fb", "U+034F"),  # the invisible combining grapheme joiner
+    ("a\ufe0fb", "U+FE0F"),  # a variation selector
+])
+def test_combining_marks_out_of_place_are_refused(name, problem):
+    with pytest.raises(protocol.InvalidName, match=problem.replace("+", r"\+")):
+        protocol.normalize_name(name)
+
+
+def test_the_skeletons_come_from_unicodes_own_data_file():
     from chat.protocol import names
 
-    for sources, targets in names._LOOKALIKE_PAIRS.items():
-        assert len(sources) == len(targets) == len(set(sources))
+    data = (Path(names.__file__).parent / "confusables.txt").read_text(encoding="utf-8-sig")
+    assert "Unicode Security Mechanisms for UTS #39" in data and "# Version: 18.0.0" in data
+    assert len(names._prototypes()) == int(data.rsplit("# total: ", 1)[1].split()[0]) > 6000
+    assert names.skeleton("ѕсоре") == names.skeleton("scope") and names.skeleton("m") == "rn"
 
 
 # -- grammar -----------------------------------------------------------------------------
