@@ -435,3 +435,35 @@ def test_escape_sequences_from_a_member_never_reach_an_nc_user(start_udp, raw):
     for _ in range(2):
         data = alice.sock.recv(65536).decode()
         assert not set(data) & {"\x1b", "\x07", "\x08", "\x9b", "\u202e"}, repr(data)
+
+
+def _forge(source: tuple, destination: tuple, payload: bytes) -> None:
+    """A datagram with somebody else's source port, as an attacker on the same host sends it (a raw socket)."""
+    import struct
+
+    with socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_UDP) as forger:
+        header = struct.pack("!HHHH", source[1], destination[1], 8 + len(payload), 0)  # no checksum: allowed over IPv4
+        forger.sendto(header + payload, (destination[0], 0))
+
+
+def test_a_datagram_forged_with_a_members_address_but_not_its_token_is_ignored_and_counted(udp, clients, raw):
+    try:
+        socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_UDP).close()
+    except PermissionError:
+        pytest.skip("forging a source address needs a raw socket (root or CAP_NET_RAW)")
+    alice = clients(udp.server_address, "Алиса")  # the client library: a token in every datagram
+    bob = clients(udp.server_address, "bob")
+    carol = raw(udp.server_address)  # nc -u: no token, known by address alone
+    carol.send("/join carol")
+    assert carol.event().topic == "welcome"
+    carol_address = carol.sock.getsockname()[:2]
+
+    _forge(carol_address, udp.server_address, "не я это писала\n".encode())  # the forging works...
+    assert bob.wait_for(ChatMessage) == ChatMessage("carol", "не я это писала")  # ...and fools an address-only member
+    for forged in ("я не Алиса", "/nick Мэллори", "/quit"):  # as Алиса: none of it is hers
+        _forge(alice.local_address, udp.server_address, f"{forged}\n".encode())
+    _forge(alice.local_address, udp.server_address, ("~" + "0" * 32 + " угаданный токен\n").encode())
+    wait_until(lambda: udp.stats().forged == 4)
+    alice.say("это я")
+    assert bob.wait_for(ChatMessage) == ChatMessage("Алиса", "это я")  # the next thing bob sees is really hers
+    assert "Алиса" in udp.users() and "Мэллори" not in udp.users()

@@ -31,7 +31,10 @@ sequence number, ``#SEQ LINE``: a client numbers its chat messages and
 actions, and the server passes the number on with the relayed line, so a
 receiver can count what was lost, duplicated or reordered.  A UDP client
 starts with ``/join NAME`` instead of a bare name, sends ``/ping`` as a
-heartbeat (the server answers ``= pong:``), and ``/quit`` to leave.
+heartbeat (the server answers ``= pong:``), and ``/quit`` to leave.  A client
+may put a token of its choosing first, ``~TOKEN #SEQ LINE`` (32 hex digits),
+in its ``/join`` and every datagram after it: from its address, the server then
+ignores any datagram without that token.
 
 Server to client: one grammar for every line::
 
@@ -85,9 +88,12 @@ from chat.protocol.commands import (
 )
 from chat.protocol.datagrams import (
     MAX_DATAGRAM_BYTES,
+    TOKEN_HEX_DIGITS,
+    ClientDatagram,
     Join,
     Ping,
     SequenceTracker,
+    decode_client_datagram,
     decode_datagram,
     encode_datagram,
     parse_datagram_command,
@@ -163,9 +169,12 @@ __all__ = [
     "format_command",
     "parse_command",
     "MAX_DATAGRAM_BYTES",
+    "TOKEN_HEX_DIGITS",
+    "ClientDatagram",
     "Join",
     "Ping",
     "SequenceTracker",
+    "decode_client_datagram",
     "decode_datagram",
     "encode_datagram",
     "parse_datagram_command",

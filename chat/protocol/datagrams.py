@@ -1,4 +1,9 @@
 """Datagrams (UDP): one line each, perhaps numbered, and the counting of numbers at a receiver.
+
+A client's datagram may start with its token, ``~`` and 32 hex digits, which
+it chose at ``/join`` and repeats in every datagram: the server then ignores
+datagrams from that member's address without it, so nobody who can't see the
+traffic can speak for the member by forging its source address.
 """
 
 from __future__ import annotations
@@ -11,6 +16,8 @@ from chat.protocol.framing import ENCODING
 
 MAX_DATAGRAM_BYTES = 1200  # below a typical path MTU (1280 for IPv6), so nothing is fragmented
 _SEQUENCE = re.compile(r"#(\d{1,18}) ")
+TOKEN_HEX_DIGITS = 32  # 128 random bits
+_TOKEN = re.compile(r"~([0-9a-f]{%d}) " % TOKEN_HEX_DIGITS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,13 +30,36 @@ class Ping:
     pass
 
 
-def encode_datagram(line: str, seq: int | None = None) -> bytes:
+def encode_datagram(line: str, seq: int | None = None, token: str | None = None) -> bytes:
     """One line as a datagram, numbered if ``seq`` is given, ending in a line break (``nc -u`` shows a line each).
+
+    A client passes its ``token`` (see :func:`decode_client_datagram`).
 
     >>> encode_datagram("<bob> hi", 7)
     b'#7 <bob> hi\\n'
     """
-    return (line if seq is None else f"#{seq} {line}").encode(ENCODING) + b"\n"
+    numbered = line if seq is None else f"#{seq} {line}"
+    return (numbered if token is None else f"~{token} {numbered}").encode(ENCODING) + b"\n"
+
+
+@dataclass(frozen=True, slots=True)
+class ClientDatagram:
+    token: str | None  # the sender's token, if it sent one
+    seq: int | None
+    line: str
+
+
+def decode_client_datagram(data: bytes) -> ClientDatagram:
+    """A datagram a client sent: its token (if any), its number (if any), its line.
+
+    >>> decode_client_datagram(("~" + "0" * 32 + " #7 привет\\n").encode())
+    ClientDatagram(token='00000000000000000000000000000000', seq=7, line='привет')
+    """
+    seq, text = decode_datagram(data)
+    token = None
+    if seq is None and (match := _TOKEN.match(text)) is not None:
+        token, (seq, text) = match[1], _numbered(text[match.end():])
+    return ClientDatagram(token, seq, text)
 
 
 def decode_datagram(data: bytes) -> tuple[int | None, str]:
@@ -41,6 +71,10 @@ def decode_datagram(data: bytes) -> tuple[int | None, str]:
     text = data.decode(ENCODING, "replace")
     if text.endswith("\n"):
         text = text[:-2] if text.endswith("\r\n") else text[:-1]
+    return _numbered(text)
+
+
+def _numbered(text: str) -> tuple[int | None, str]:
     match = _SEQUENCE.match(text)
     if match is None:
         return None, text

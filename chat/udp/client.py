@@ -9,6 +9,7 @@ duplicated or out of order.  See :mod:`chat.udp` for the server.
 from __future__ import annotations
 
 import itertools
+import secrets
 import selectors
 import socket
 import threading
@@ -42,6 +43,8 @@ class UDPChatClient(ClientBase):
         self._trackers: dict[str, SequenceTracker] = {}
         self._last_sent = self._last_heard = time.monotonic()
         self._send_lock = threading.Lock()
+        # Sent in every datagram from the /join on: the server ignores datagrams from our address without it.
+        self._token = secrets.token_hex(protocol.TOKEN_HEX_DIGITS // 2)
 
     def open(self, address: tuple) -> UDPChatClient:
         """Point the socket at the server and start receiving (UDP has nothing to connect)."""
@@ -76,6 +79,11 @@ class UDPChatClient(ClientBase):
 
     def _is_open(self) -> bool:
         return self._sock is not None
+
+    @property
+    def local_address(self) -> tuple | None:
+        """The address our datagrams come from (None before ``open``)."""
+        return self._sock.getsockname()[:2] if self._sock is not None else None
 
     # -- receiving and heartbeats ---------------------------------------------------------------------
 
@@ -144,7 +152,7 @@ class UDPChatClient(ClientBase):
             raise ConnectionError("not open")
         with self._send_lock:
             try:
-                self._sock.send(protocol.encode_datagram(line, seq))
+                self._sock.send(protocol.encode_datagram(line, seq, token=self._token))
             except BlockingIOError:
                 pass  # the socket's buffer is full: like any datagram, this one is lost
             self._last_sent = time.monotonic()
@@ -158,8 +166,7 @@ class UDPChatClient(ClientBase):
 
     def who(self, timeout_s: float | None = None) -> list[str]:
         reply = self._request("/who", "who", timeout_s, attempts=JOIN_ATTEMPTS)
-        listed = reply.text.partition(": ")[2]
-        return listed.split(", ") if listed else []
+        return protocol.who_names(reply)
 
     def quit(self, reason: str = "") -> None:
         """Leave (the /quit is resent if the goodbye does not come back) and close."""

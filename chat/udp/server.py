@@ -10,12 +10,17 @@ gives for free.  Datagrams carry the same lines as TCP (see
 - A client numbers its chat messages (``#SEQ``); the server passes the
   number on, so receivers count what was lost, duplicated or reordered.
 - Nothing is retransmitted: a lost datagram is a lost message.
+- A member that joined with a token (``~TOKEN`` before its first line, as
+  :class:`~chat.udp.UDPChatClient` does) must send it in every datagram;
+  from its address, a datagram without it is ignored and counted as forged.
+  A member that joined without one (``nc -u``) is known by its address alone.
 - For experiments the server can drop, delay and jitter the messages it
   relays, from a seeded random generator, so a run can be repeated exactly.
 """
 
 from __future__ import annotations
 
+import hmac
 import logging
 import random
 import selectors
@@ -58,6 +63,11 @@ class Member:
     address: tuple
     last_seen: float
     bucket: TokenBucket | None = None  # flood control: what passes its rate is dropped (UDP can't push back)
+    token: str | None = None  # chosen by the client at /join; then every datagram must carry it
+
+    def sent_by(self, token: str | None) -> bool:
+        """Whether a datagram from this member's address, carrying ``token``, is the member's."""
+        return self.token is None or (token is not None and hmac.compare_digest(token, self.token))
 
 
 @dataclass(frozen=True)
@@ -68,6 +78,7 @@ class UDPServerStats:
     dropped: int = 0  # relayed messages the fault injection dropped
     delayed: int = 0
     flood_dropped: int = 0  # datagrams from members over their rate, dropped and counted (not errors)
+    forged: int = 0  # datagrams from a member's address without the member's token: ignored
     members_now: int = 0
     members_peak: int = 0
     send_failures: int = 0  # datagrams the system would not take (a full buffer): lost, as UDP allows
@@ -199,23 +210,28 @@ class UDPChatServer(CommandDispatch):
             limit = protocol.bytes_in_letters(self.max_payload_bytes)
             self._refuse(address, Error(protocol.TOO_LONG, f"a datagram may have {limit}; that one had {len(data)} bytes"))
             return
-        seq, line = protocol.decode_datagram(data)
-        command = protocol.parse_datagram_command(line)
+        datagram = protocol.decode_client_datagram(data)
+        command = protocol.parse_datagram_command(datagram.line)
         key = self._by_address.get(address)
         if key is None:
-            self._handle_stranger(command, address, now)
+            self._handle_stranger(command, address, now, datagram.token)
             return
         member = self._members[key]
+        if not member.sent_by(datagram.token):  # not even counted against its rate: a forger can't starve it
+            self._counts["forged"] += 1
+            log.debug("ignored a datagram from %s's address without its token", member.name)
+            return
+        seq = datagram.seq
         member.last_seen = now
         if member.bucket is not None and not member.bucket.try_take(now):
             self._counts["flood_dropped"] += 1  # over its rate: dropped, as UDP can't make the sender wait
             return
         self.execute(member, command, seq)
 
-    def _handle_stranger(self, command, address: tuple, now: float) -> None:
+    def _handle_stranger(self, command, address: tuple, now: float, token: str | None) -> None:
         match command:
             case protocol.Join(raw):
-                self._join(raw, address, now)
+                self._join(raw, address, now, token)
             case protocol.Quit():
                 pass
             case _:
@@ -277,7 +293,7 @@ class UDPChatServer(CommandDispatch):
         more = f" and {len(names) - shown} more" if shown < len(names) else ""
         return Reply("who", f"{len(names)} online: {', '.join(names[:shown])}{more}")
 
-    def _join(self, raw: str, address: tuple, now: float) -> None:
+    def _join(self, raw: str, address: tuple, now: float, token: str | None = None) -> None:
         claimed = protocol.claimed_name(raw)
         if isinstance(claimed, Error):
             self._refuse(address, claimed)
@@ -290,7 +306,7 @@ class UDPChatServer(CommandDispatch):
             self._refuse(address, Error(protocol.SERVER_FULL, f"{self.max_members} members are here; try again later"))
             return
         with self._lock:
-            self._members[key] = Member(name, address, now, self._new_bucket(now))
+            self._members[key] = Member(name, address, now, self._new_bucket(now), token)
             self._by_address[address] = key
             self._members_peak = max(self._members_peak, len(self._members))
         self._reply(address, protocol.welcome(name, len(self._members)))
@@ -418,7 +434,7 @@ class UDPChatServer(CommandDispatch):
         return UDPServerStats(
             datagrams_in=self._counts["datagrams_in"], datagrams_out=self._counts["datagrams_out"],
             deliveries=self._counts["deliveries"], dropped=self._counts["dropped"], delayed=self._counts["delayed"],
-            flood_dropped=self._counts["flood_dropped"],
+            flood_dropped=self._counts["flood_dropped"], forged=self._counts["forged"],
             members_now=members_now, members_peak=self._members_peak, send_failures=self._counts["send_failures"],
             refused=dict(self._refused),
             leaves=dict(self._leaves), errors=self._counts["errors"],
