@@ -17,7 +17,7 @@ from chat.protocol.framing import ENCODING
 MAX_DATAGRAM_BYTES = 1200  # below a typical path MTU (1280 for IPv6), so nothing is fragmented
 _SEQUENCE = re.compile(r"#(\d{1,18}) ")
 TOKEN_HEX_DIGITS = 32  # 128 random bits
-_TOKEN = re.compile(r"~([0-9a-f]{%d}) " % TOKEN_HEX_DIGITS)
+_TOKEN = re.compile(rf"~([0-9a-f]{{{TOKEN_HEX_DIGITS}}}) ")
 
 
 @dataclass(frozen=True, slots=True)
