@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import socket
@@ -489,3 +490,69 @@ def test_a_connection_waiting_to_register_holds_one_descriptor(start_server):
     finally:
         for sock in waiting:
             sock.close()
+
+
+def _register_raw(address, name: str, rcvbuf_bytes: int | None = None) -> socket.socket:
+    sock = socket.socket()
+    sock.settimeout(5)
+    if rcvbuf_bytes:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf_bytes)  # before connecting: a small window too
+    sock.connect(address)
+    sock.sendall(f"{name}\n".encode())
+    seen = b""
+    while b"= welcome: " not in seen:
+        seen += sock.recv(4096)
+    return sock
+
+
+def test_clients_that_read_everything_are_never_dropped_as_too_slow_when_the_server_falls_behind(start_server):
+    """100 users who never read, four who broadcast 4,000-byte lines at 2,000 a second each, five who read.
+
+    The server's writes fall behind (32 MB a second to each of 108 others); before, the readers' queues filled
+    while their sockets took everything, and they were dropped as "too slow" in every run.  Now the
+    senders are pushed back instead, and only those who stop reading are dropped.
+    """
+    for attempt in range(2):
+        server = start_server(rate_lines_per_s=0)
+        idle = [_register_raw(server.server_address, f"спит{i}", rcvbuf_bytes=4096) for i in range(100)]
+        readers = [_register_raw(server.server_address, f"читатель{i}") for i in range(5)]
+        talkers = [_register_raw(server.server_address, f"болтун{i}") for i in range(4)]
+        stop, ended, received = threading.Event(), [], [0] * 5
+
+        def read(index: int, sock: socket.socket) -> None:
+            sock.settimeout(0.2)
+            while not stop.is_set():
+                try:
+                    data = sock.recv(1 << 20)
+                except TimeoutError:
+                    continue
+                if not data:
+                    ended.append(index)
+                    return
+                received[index] += len(data)
+
+        def talk(sock: socket.socket) -> None:  # a talker reads nothing: it is dropped as too slow, rightly
+            line, started = b"x" * 4000 + b"\n", time.monotonic()
+            for sent in itertools.count():
+                if stop.wait(max(0.0, started + sent / 2000 - time.monotonic())):
+                    return
+                try:
+                    sock.sendall(line)
+                except OSError:  # dropped, or pushed back for the whole timeout: it stops talking
+                    return
+
+        threads = [threading.Thread(target=read, args=(i, sock), name=f"test-reader-{i}") for i, sock in enumerate(readers)]
+        threads += [threading.Thread(target=talk, args=(sock,), name=f"test-talker-{i}") for i, sock in enumerate(talkers)]
+        for thread in threads:
+            thread.start()
+        time.sleep(3)  # the load runs for a fixed time: nothing to wait on
+        stop.set()
+        for thread in threads:
+            thread.join(5)
+        leaves = server.stats().leaves
+        for sock in idle + readers + talkers:
+            sock.close()
+        server.stop()
+        assert ended == [], f"run {attempt + 1}: clients that read everything were dropped: {sorted(ended)}; leaves {leaves}"
+        assert leaves.get("too slow", 0) >= 90  # those who never read are dropped as before
+        assert min(received) > 4 << 20  # and the readers got the chat: megabytes of it

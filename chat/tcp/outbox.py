@@ -13,6 +13,12 @@
 Whoever writes to a socket first sets ``_busy``; the small per-client lock
 guards that flag and the queue and is never held during a send, so bytes
 never interleave and stay in order.
+
+"Too slow" means the client, never the server: a queue over its bound drops
+the client only if its socket refused bytes (its writer is on it).  If the
+socket took all it was given and the queue filled because the server's own
+writes fell behind (the flusher starved of CPU), the thread putting waits for
+room instead: a reader, it stops reading, and TCP pushes back on its sender.
 """
 
 from __future__ import annotations
@@ -21,12 +27,17 @@ import collections
 import logging
 import socket
 import threading
+import time
 
 # Non-blocking for one call, without changing the socket's mode (Linux, macOS).
 # Where it does not exist, every client is sent to by its own writer.
 _DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
 
 log = logging.getLogger(__name__)
+
+# How long a sender waits for the server's own writes to make room before the recipient is
+# dropped anyway: far longer than a sweep takes, short enough that nothing waits forever.
+SERVER_BEHIND_WAIT_S = 2.0
 
 
 class Outbox:
@@ -49,6 +60,7 @@ class Outbox:
         self._flusher = flusher if sock is not None and _DONTWAIT else None
         self._lock = threading.Lock()
         self._writer_may_go = threading.Condition(self._lock)
+        self._room = threading.Condition(self._lock)  # senders waiting for the server's writes to catch up
         self._chunks: collections.deque[bytes] = collections.deque()
         self._queued_bytes = 0
         self._busy = False  # somebody is writing to the socket right now
@@ -63,16 +75,22 @@ class Outbox:
         """Bytes queued or being sent."""
         return self._queued_bytes
 
-    def put(self, data: bytes) -> bool:
-        """Queue ``data``; False (and nothing queued) if that would pass the bound.
+    def put(self, data: bytes, may_wait: bool = True) -> bool:
+        """Queue ``data``; False (and nothing queued) if that would pass the bound because the client is too slow.
 
-        After :meth:`close` data is dropped and True returned: the client is leaving.
+        If the bound is reached while the client's socket takes everything it
+        is given, the server is what is behind: the caller waits for room
+        (unless ``may_wait`` is False, as under another lock), up to
+        :data:`SERVER_BEHIND_WAIT_S`.  After :meth:`close` data is dropped and
+        True returned: the client is leaving.
         """
         with self._lock:
             if self._closed:
                 return True
-            if self._queued_bytes + len(data) > self.limit_bytes:
+            if self._queued_bytes + len(data) > self.limit_bytes and not (may_wait and self._room_made(len(data))):
                 return False
+            if self._closed:
+                return True
             self._chunks.append(data)
             self._queued_bytes += len(data)
             if self._queued_bytes > self.peak_queued_bytes:
@@ -86,11 +104,22 @@ class Outbox:
             self._flusher.mark(self)
         return True
 
+    def _room_made(self, size: int) -> bool:
+        """Under the lock, over the bound: wait while only the server's writes are behind; False if the client is."""
+        deadline = time.monotonic() + SERVER_BEHIND_WAIT_S
+        while self._queued_bytes + size > self.limit_bytes and not self._closed:
+            remaining = deadline - time.monotonic()
+            if self._behind or remaining <= 0:  # the socket refused bytes: the client doesn't keep up
+                return False
+            self._room.wait(remaining)
+        return True
+
     def close(self) -> None:
         """Accept nothing more; the writer sends what is queued, then :meth:`take` returns None."""
         with self._lock:
             self._closed = True
             self._writer_may_go.notify()
+            self._room.notify_all()
 
     # -- the flusher's side ---------------------------------------------------------
 
@@ -115,6 +144,7 @@ class Outbox:
                 self._behind = True
             if self._behind or self._closed:
                 self._writer_may_go.notify()
+            self._room.notify_all()
 
     # -- the writer's side -------------------------------------------------------------
 
@@ -142,6 +172,7 @@ class Outbox:
             caught_up = not self._chunks and self._flusher is not None
             if caught_up:
                 self._behind = False
+            self._room.notify_all()
 
 
 class Flusher:

@@ -117,7 +117,7 @@ class Registry:
         with self.lock:
             if key in self._by_key:
                 return "taken"
-            if not session.outbox.put(welcome(len(self._members) + 1)):
+            if not session.outbox.put(welcome(len(self._members) + 1), may_wait=False):  # never wait under the lock
                 return "not-reading"
             session.name, session.key = name, key
             self._by_key[key] = session
