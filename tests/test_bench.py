@@ -175,6 +175,27 @@ def test_scaling_counts_the_cpu_of_each_kind_of_our_servers_threads(stored):
     assert all("server_cpu_by_thread" not in run for run in lab_results.matching(load(stored, "scaling")["runs"], server="naive"))
 
 
+def test_scaling_sets_the_flushers_cost_per_send_beside_the_kernels_floor(stored):
+    result = load(stored, "scaling")
+    ours = lab_results.matching(result["runs"], server="ours")
+    for run in ours:  # during the load the flusher sent to clients, some of them together in one sweep
+        assert 0 < run["flusher_sweeps"] <= run["flusher_sends"] and run["flusher_bytes_per_send"] > 0
+    biggest = max(ours, key=lambda run: run["users"])
+    floor = biggest["kernel_floor"]
+    assert floor["clients"] == biggest["users"] and floor["sends_not_whole"] == 0 and floor["cpu_us_per_send"] > 0
+    by_name = {target["name"]: target for target in result["targets"]}
+    ratio = by_name[f"flusher per send / the kernel's floor, at {biggest['users']} users"]["value"]
+    assert ratio == pytest.approx(biggest["flusher_us_per_send"] / floor["cpu_us_per_send"], rel=1e-3)
+
+
+def test_the_kernels_floor_is_one_whole_send_to_each_socket_per_sweep():
+    from chat.lab.floor import kernel_send_floor
+
+    floor = kernel_send_floor(clients=20, payload_bytes=120, sweeps=10)
+    assert floor["sends"] == 200 and floor["sends_not_whole"] == 0 and floor["payload_bytes"] == 120
+    assert 0 < floor["cpu_us_per_send"] and 0 < floor["wall_us_per_send"]
+
+
 def test_thread_cpu_is_read_per_kind_of_thread():
     import os
     import threading

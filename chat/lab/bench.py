@@ -152,11 +152,29 @@ def scaling(mode: Mode, step: Step | None = None) -> dict:
     if 500 in sizes:
         targets.append(_target("our p99 latency (ms) at 500 users, 1 msg/s each",
                                median_of(runs, "latency_ms.p99", server="ours", users=500), "<=", 20.0))
+    targets += _floor_targets(runs, max(sizes))
     if 1000 in sizes:
         big = _pick(runs, "ours", users=1000)
         connected = big["users"] if big["receivers_closed"] == 0 and big["lost"] == 0 else 0
         targets.append(_target("users connected at once, every line delivered, however late (latency not judged)", connected, ">=", 1000))
     return _scenario("scaling", mode, runs, targets)
+
+
+def _floor_targets(runs: list[dict], users: int) -> list[dict]:
+    """Our flusher's CPU per send at ``users``, beside what the kernel alone charges for such a send (the floor)."""
+    from chat.lab.floor import kernel_send_floor
+
+    ours = _pick(runs, "ours", users=users)
+    per_send = ours.get("flusher_us_per_send")
+    if per_send is None:
+        return []
+    floor = kernel_send_floor(users, ours["flusher_bytes_per_send"])
+    ours["kernel_floor"] = floor
+    return [
+        _target(f"flusher CPU per send (µs) at {users} users, {ours['flusher_bytes_per_send']} bytes a send", per_send, "info", None),
+        _target(f"the kernel alone, one non-blocking send to each of {users} sockets (µs)", floor["cpu_us_per_send"], "info", None),
+        _target(f"flusher per send / the kernel's floor, at {users} users", _ratio(per_send, floor["cpu_us_per_send"]), "info", None),
+    ]
 
 
 def nagle(mode: Mode, step: Step | None = None) -> dict:

@@ -52,10 +52,12 @@ def measure(kind: str, config: LoadConfig, step: Step | None = None, label: str 
     with ServerProcess(kind, **options) as server, ProcessSampler(server.pid) as sampler, ExitStack() as loss:
         idle_rss = sampler.first_rss_bytes or 0
         readings = ThreadCpuReadings(server) if thread_cpu else None
+        at_start: dict = {}
 
         def before_start() -> None:  # every user has joined; the clock starts next
             if readings is not None:
                 readings.start()
+                at_start.update(server.stats())  # the flusher's counters, from here on
             if packet_loss:
                 loss.enter_context(PacketLoss(server.address[1], packet_loss, config.transport))
 
@@ -68,9 +70,22 @@ def measure(kind: str, config: LoadConfig, step: Step | None = None, label: str 
     if readings is not None:
         row["server_cpu_by_thread"], row["server_cpu_window_s"] = readings.used_until(
             counters.get("first_leave_ns"), result.last_delivery_ns)
+        row.update(_flusher_figures(at_start, counters, row["server_cpu_by_thread"]))
     row.update(drain_idle_s=config.drain_idle_s, generator_processes=processes, transport=config.transport,
                packet_loss=packet_loss)
     return row
+
+
+def _flusher_figures(at_start: dict, at_end: dict, cpu_by_thread: dict | None) -> dict:
+    """The flusher's sends during the load, their size, and its CPU per send (our server only)."""
+    if "flusher_sends" not in at_start or not cpu_by_thread or "chat-flusher" not in cpu_by_thread:
+        return {}
+    sends = at_end["flusher_sends"] - at_start["flusher_sends"]
+    sent_bytes = at_end["bytes_out"] - at_start["bytes_out"]
+    cpu_s = cpu_by_thread["chat-flusher"]["cpu_s"]
+    return {"flusher_sends": sends, "flusher_sweeps": at_end["flusher_sweeps"] - at_start["flusher_sweeps"],
+            "flusher_bytes_per_send": round(sent_bytes / sends) if sends else None,
+            "flusher_us_per_send": round(cpu_s / sends * 1e6, 3) if sends else None}
 
 
 def _window_end(config: LoadConfig, server: ServerProcess, window_s: float | None) -> Callable[[int], int | None] | None:

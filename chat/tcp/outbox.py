@@ -123,11 +123,11 @@ class Outbox:
 
     # -- the flusher's side ---------------------------------------------------------
 
-    def flush(self) -> None:
-        """Write what the socket takes without blocking; hand the rest to the writer."""
+    def flush(self) -> bool:
+        """Write what the socket takes without blocking; hand the rest to the writer.  True if it called ``send``."""
         with self._lock:
             if self._busy or self._behind or self._closed or not self._chunks:
-                return
+                return False
             data = self._chunks[0] if len(self._chunks) == 1 else b"".join(self._chunks)
             self._chunks.clear()
             self._busy = True
@@ -145,6 +145,7 @@ class Outbox:
             if self._behind or self._closed:
                 self._writer_may_go.notify()
             self._room.notify_all()
+        return True
 
     # -- the writer's side -------------------------------------------------------------
 
@@ -188,6 +189,9 @@ class Flusher:
         self._waiting = False
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        # Written by the flusher's thread only: its sweeps, and the sends they made (one per client with bytes).
+        self.sweeps = 0
+        self.sends = 0
 
     def start(self) -> None:
         self._thread.start()
@@ -214,9 +218,10 @@ class Flusher:
                 batch, self._marked = self._marked, []
                 for outbox in batch:
                     outbox._marked = False
+            self.sweeps += 1
             for outbox in batch:
                 try:
-                    outbox.flush()
+                    self.sends += outbox.flush()
                 except Exception:  # a bug here must not stop the writes of every client
                     log.exception("flushing %r failed", outbox)
 

@@ -36,6 +36,8 @@ class ServerStats:
     leaves: dict[str, int] = field(default_factory=dict)  # users who left, by reason
     sendq_peak_bytes: int = 0  # the most bytes ever queued for one client (bounded by sendq_bytes)
     errors: int = 0  # unexpected exceptions handled (a bug if not 0)
+    flusher_sweeps: int = 0  # passes of the flusher over the clients with bytes waiting
+    flusher_sends: int = 0  # non-blocking sends it made (one per client with bytes, per sweep)
 
 
 SESSION_COUNTERS = ("lines_in", "bytes_in", "deliveries", "bytes_out")

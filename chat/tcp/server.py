@@ -415,8 +415,9 @@ class ChatServer(CommandDispatch):
     # -- observability ----------------------------------------------------------
 
     def stats(self) -> ServerStats:
-        """The counters now: closed connections plus the live ones."""
-        return self._registry.stats()
+        """The counters now: closed connections plus the live ones, and the flusher's."""
+        return dataclasses.replace(self._registry.stats(), flusher_sweeps=self._flusher.sweeps,
+                                   flusher_sends=self._flusher.sends)
 
     def handle_error(self, session: Session | None, exc: BaseException) -> None:
         """Log an unexpected exception from ``session``'s thread (None: while accepting); it is then disconnected."""
