@@ -89,7 +89,8 @@ class EventLog:
         self.bytes = 0
 
     def __iter__(self) -> Iterator[ClientEvent]:
-        return (event for event, _ in self._events)
+        # A snapshot, taken in one step: the receive thread may append while the caller iterates.
+        return iter([event for event, _ in tuple(self._events)])
 
     def __getitem__(self, index: int) -> ClientEvent:
         return self._events[index][0]

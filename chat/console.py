@@ -89,6 +89,9 @@ class NamesOnline:
         self.mine: str | None = None
 
     def learn(self, event) -> None:
+        if isinstance(event, protocol.Reply | protocol.Joined | protocol.Left | protocol.Renamed | protocol.ChatMessage
+                      | protocol.Action | protocol.PrivateMessage):
+            event = _cleaned(event)  # a hostile server's names must not reach the input line raw
         with self._lock:
             match event:
                 case protocol.Reply(topic="welcome"):
@@ -113,6 +116,13 @@ class NamesOnline:
             names = self._names - {self.mine}
         folded = prefix.casefold()
         return sorted(name for name in names if name.casefold().startswith(folded))
+
+
+def _cleaned(event):
+    """The event with every text field made harmless, as what is shown is (:func:`chat.protocol.sanitize_text`)."""
+    changes = {field.name: protocol.sanitize_text(value) for field in dataclasses.fields(event)
+               if isinstance(value := getattr(event, field.name), str)}
+    return dataclasses.replace(event, **changes)
 
 
 def completions(text: str, names: NamesOnline) -> Iterable[tuple[str, int]]:
@@ -414,6 +424,11 @@ class HeldEvents:
         with self._lock:
             if self._holding:
                 self._events.append(event)
+                if len(self._events) > CONSOLE_KEEP_EVENTS:  # bounded as the client's own memory: the oldest go
+                    welcome = self.welcome()
+                    self._events = [event for event in self._events[-CONSOLE_KEEP_EVENTS:] if event is not welcome]
+                    if welcome is not None:
+                        self._events.insert(0, welcome)
                 return
         self._console.show(event)
 
@@ -423,9 +438,8 @@ class HeldEvents:
             self._events.clear()
 
     def welcome(self) -> protocol.Reply | None:
-        with self._lock:
-            return next((event for event in self._events if isinstance(event, protocol.Reply) and event.topic == "welcome"),
-                        None)
+        return next((event for event in list(self._events) if isinstance(event, protocol.Reply) and event.topic == "welcome"),
+                    None)
 
     def release(self) -> None:
         """Show what came after the welcome, then show every event as it comes."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import socket
 import threading
 
@@ -235,3 +236,28 @@ def test_an_event_log_keeps_the_newest_within_its_count_and_its_bytes():
     log.append(ChatMessage("bob", "ж" * 500))  # alone over the bytes: kept, as the newest always is
     assert list(log) == [ChatMessage("bob", "ж" * 500)] and log.bytes == len("bob") + 500 + 1
     assert log.popleft().text == "ж" * 500 and log.bytes == 0 and not log
+
+
+def test_an_event_log_can_be_read_while_the_receive_thread_appends():
+    from chat.clientbase import EventLog
+
+    log, stop, failures = EventLog(max_events=1000), threading.Event(), []
+
+    def append() -> None:
+        for i in itertools.count():
+            if stop.is_set():
+                return
+            log.append(ChatMessage("bob", str(i)))
+
+    writer = threading.Thread(target=append, name="test-appender")
+    writer.start()
+    try:
+        for _ in range(5000):
+            try:
+                list(log)
+            except RuntimeError as exc:  # "deque mutated during iteration"
+                failures.append(exc)
+    finally:
+        stop.set()
+        writer.join(5)
+    assert failures == []

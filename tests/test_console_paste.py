@@ -82,3 +82,31 @@ def test_tab_completes_a_command_first_then_the_names_online_but_ones_own():
     assert console.completions("привет ", names) == []
     names.learn(protocol.Renamed("Вера", "Вероника"))
     assert names.mine == "Вероника" and console.completions("Вер", names) == []
+
+
+def test_what_arrives_before_the_welcome_is_held_within_a_bound_and_the_welcome_kept():
+    from chat import protocol
+
+    class Shown:
+        def __init__(self):
+            self.events = []
+
+        def show(self, event):
+            self.events.append(event)
+
+    shown = Shown()
+    held = console.HeldEvents(shown)
+    held.offer(protocol.welcome("bob", 2))
+    for i in range(100_000):  # a server that floods before the name is settled
+        held.offer(protocol.ChatMessage("Алиса", str(i)))
+    assert held.welcome() == protocol.welcome("bob", 2)
+    held.release()
+    assert len(shown.events) <= console.CONSOLE_KEEP_EVENTS and shown.events[-1].text == "99999"  # the newest
+
+
+def test_names_learned_for_tab_are_cleaned_as_what_is_shown():
+    from chat import protocol
+
+    names = console.NamesOnline()
+    names.learn(protocol.Joined("b\x08o\x07b\x9b"))
+    assert all(char.isprintable() for name in names.starting_with("") for char in name)

@@ -248,6 +248,10 @@ def test_names_with_the_combining_marks_of_their_script_are_fine(name):
     ("abc\u093e", "U+093E"),  # a Devanagari vowel sign on a Latin letter
     ("a\u034fb", "U+034F"),  # the invisible combining grapheme joiner
     ("a\ufe0fb", "U+FE0F"),  # a variation selector
+    ("\u1780\u17b4", "U+17B4"),  # an invisible Khmer vowel
+    ("al\u0131\u0307ce", "look like the letter alone"),  # a dotless ı with a dot above: "alice"
+    ("\u0237\u0307im", "look like the letter alone"),  # ȷ with a dot above: "jim"
+    ("Zx\u0301\u0301", "none twice"),  # the same mark twice in a row
 ])
 def test_combining_marks_out_of_place_are_refused(name, problem):
     with pytest.raises(protocol.InvalidName, match=problem.replace("+", r"\+")):

@@ -38,7 +38,11 @@ _EAST_ASIAN = frozenset({"CJK", "HIRAGANA", "KATAKANA", "KATAKANA-HIRAGANA", "HA
 
 _MARK_CATEGORIES = frozenset({"Mn", "Mc"})
 # Marks that show nothing (Unicode's default-ignorable ones): the grapheme joiner, variation selectors.
-_INVISIBLE_MARKS = ((0x034F, 0x034F), (0x180B, 0x180F), (0xFE00, 0xFE0F), (0xE0100, 0xE01EF))
+_INVISIBLE_MARKS = ((0x034F, 0x034F), (0x17B4, 0x17B5), (0x180B, 0x180F), (0xFE00, 0xFE0F), (0xE0100, 0xE01EF))
+# A dot (or two) above a letter that has one already, or that looks as if it had one, shows nothing new:
+# "alı̇ce" (a dotless ı with a dot above) would pass for "alice" (UTS #39, 5.4).
+_DOTTED_BASES = frozenset("ijıȷlɨɟ")
+_DOTS_ABOVE = frozenset("\u0307\u0308")
 MAX_MARKS_IN_A_ROW = 3  # a vowel sign and a nasal mark, say; a pile of diacritics ("zalgo") is refused
 
 
@@ -55,17 +59,20 @@ def normalize_name(raw: str) -> str:
         raise InvalidName("a name can't be empty")
     if len(name) > MAX_NAME_CHARS:
         raise InvalidName(f"a name has at most {MAX_NAME_CHARS} characters")
-    base, marks = None, 0
+    base, marks, previous = None, 0, ""
     for char in name:
         if unicodedata.category(char) in _MARK_CATEGORIES:
             marks += 1
-            if not _mark_fits(char, base, marks):
+            if not _mark_fits(char, base, marks) or char == previous:
                 raise InvalidName(f"{_describe_char(char)} is not allowed there: a name's combining marks follow "
-                                  f"a letter of their script, at most {MAX_MARKS_IN_A_ROW} in a row")
+                                  f"a letter of their script, at most {MAX_MARKS_IN_A_ROW} in a row, none twice")
+            if char in _DOTS_ABOVE and base.casefold() in _DOTTED_BASES:
+                raise InvalidName(f"{_describe_char(char)} is not allowed after '{base}': it would look like the letter alone")
+            previous = char
             continue
         if not _is_name_char(char):
             raise InvalidName(f"{_describe_char(char)} is not allowed in a name")
-        base, marks = char, 0
+        base, marks, previous = char, 0, ""
     scripts = {_script(char) for char in name if unicodedata.category(char) in _LETTER_CATEGORIES}
     if len(scripts) > 1:
         raise InvalidName(f"a name's letters must come from one script, not {' and '.join(sorted(scripts)).lower()}")

@@ -108,6 +108,7 @@ class ChatServer(CommandDispatch):
         self._serving, self._served = threading.Event(), threading.Event()  # serve_forever entered, left
         self._flusher = Flusher()
         self._spare_descriptor = _reserve_descriptor()  # freed to say "busy" when descriptors run out
+        self._spare_lock = threading.Lock()  # the accept thread and stop() may both reach for it
         self._busy_log = ThrottledLog(log, BUSY_LOG_EVERY_S)
 
     def __repr__(self) -> str:
@@ -156,7 +157,7 @@ class ChatServer(CommandDispatch):
         sessions = self._registry.sessions()
         for session in sessions:
             session.set_leave_reason(LeaveReason.SHUTDOWN)
-            session.send_event(ServerClosing())
+            session.outbox.put(protocol.encode_event(ServerClosing()), may_wait=False)  # stop() waits for nobody
             session.outbox.close()  # the writer sends the notice, then half-closes
         self._join_sessions(sessions, min(deadline, time.monotonic() + SHUTDOWN_GRACE_S))
         for session in sessions:
@@ -168,9 +169,10 @@ class ChatServer(CommandDispatch):
         self._flusher.stop(max(0.1, deadline - time.monotonic()))
         self._wake_r.close()
         self._wake_w.close()
-        if self._spare_descriptor is not None:
-            os.close(self._spare_descriptor)
-            self._spare_descriptor = None
+        with self._spare_lock:
+            if self._spare_descriptor is not None:
+                os.close(self._spare_descriptor)
+                self._spare_descriptor = None
         log.info("chat server stopped")
 
     close = stop
@@ -220,20 +222,22 @@ class ChatServer(CommandDispatch):
         the listener would stay readable.  False if there was no reserve (or
         the connection went away meanwhile).
         """
-        if self._spare_descriptor is None:
-            return False
-        os.close(self._spare_descriptor)
-        self._spare_descriptor = None
-        try:
-            sock, _ = self._listener.accept()
-        except OSError:
-            return False
-        else:
-            self._registry.count("connections_total")
-            self._turn_away_busy(sock, "out of file descriptors")
-            return True
-        finally:
-            self._spare_descriptor = _reserve_descriptor()  # None while still out of them: tried again next time
+        # Under the lock only non-blocking calls: the listener's accept and the one-line refusal.  The
+        # connection is closed before the reserve is taken back: it needs the descriptor the reserve freed.
+        with self._spare_lock:
+            if self._spare_descriptor is None or self._stopping.is_set():
+                return False
+            os.close(self._spare_descriptor)
+            try:
+                sock, _ = self._listener.accept()
+            except OSError:
+                return False
+            else:
+                self._registry.count("connections_total")
+                self._turn_away_busy(sock, "out of file descriptors")
+                return True
+            finally:
+                self._spare_descriptor = _reserve_descriptor()  # None while still out of them: tried again next time
 
     def _turn_away_busy(self, sock: socket.socket, why: str, told: bool = False) -> None:
         """Tell a connection we can't serve that the server is busy, close it, and count it (not an error)."""
