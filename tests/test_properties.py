@@ -144,8 +144,7 @@ class LiveChat(RuleBasedStateMachine):
         return [user for user in self.registered() if user.reading]
 
     def taken(self, name: str) -> bool:
-        key = protocol.name_key(name)
-        return any(protocol.name_key(user.name) == key for user in self.registered())
+        return any(protocol.names_clash(user.name, name) for user in self.registered())
 
     def outcome(self, raw: str, me: User | None = None) -> str:
         try:
@@ -153,7 +152,7 @@ class LiveChat(RuleBasedStateMachine):
         except protocol.InvalidName:
             return protocol.NAME_INVALID
         others = [u for u in self.registered() if u is not me]
-        if any(protocol.name_key(u.name) == protocol.name_key(name) for u in others):
+        if any(protocol.names_clash(u.name, name) for u in others):
             return protocol.NAME_TAKEN
         return "ok"
 

@@ -124,6 +124,24 @@ def test_duplicate_name_is_refused_case_insensitively_and_may_retry(server, raw_
     assert server.users() == ["Алиса", "Алиса2"]
 
 
+def test_a_name_alike_in_small_letters_or_in_capitals_is_taken_when_joining_or_renaming(server, raw_clients):
+    vova = raw_clients(server.server_address, "vova")  # Greek νονα looks like it in small letters
+    raw_clients(server.server_address, "Bob")  # Cyrillic Вов looks like it in capitals
+    other = raw_clients(server.server_address)
+    other.read_event()  # hello
+    for twin in ("νονα", "Вов"):
+        other.send_line(twin)
+        assert other.read_event().code == protocol.NAME_TAKEN, twin
+    other.send_line("Вера")
+    assert other.read_event().topic == "welcome"
+    other.send_line("/nick νονα")
+    assert other.read_until(lambda e: isinstance(e, Error))[-1].code == protocol.NAME_TAKEN
+    vova.send_line("/nick Владимир")  # once vova is gone, its twin is free, and its old keys too
+    assert other.read_until(lambda e: isinstance(e, Renamed))[-1] == Renamed("vova", "Владимир")
+    other.send_line("/nick νονα")
+    assert other.read_until(lambda e: isinstance(e, Renamed))[-1] == Renamed("Вера", "νονα")
+
+
 def test_nick_to_a_taken_name_is_refused(server, raw_clients):
     raw_clients(server.server_address, "alice")
     bob = raw_clients(server.server_address, "bob")

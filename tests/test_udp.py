@@ -467,3 +467,14 @@ def test_a_datagram_forged_with_a_members_address_but_not_its_token_is_ignored_a
     alice.say("это я")
     assert bob.wait_for(ChatMessage) == ChatMessage("Алиса", "это я")  # the next thing bob sees is really hers
     assert "Алиса" in udp.users() and "Мэллори" not in udp.users()
+
+
+def test_a_name_alike_in_small_letters_or_in_capitals_is_taken_over_udp_too(udp, clients):
+    vova = clients(udp.server_address, "vova")
+    clients(udp.server_address, "Bob")
+    for twin in ("νονα", "Вов"):
+        with pytest.raises(NameRefused):
+            clients(udp.server_address, twin)
+    vova.nick("Владимир")
+    wait_until(lambda: "Владимир" in udp.users())
+    assert clients(udp.server_address, "νονα").name == "νονα"  # free once vova's name is gone

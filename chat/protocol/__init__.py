@@ -150,6 +150,8 @@ from chat.protocol.names import (
     NAME_RULES,
     InvalidName,
     name_key,
+    name_keys,
+    names_clash,
     normalize_name,
 )
 
@@ -224,5 +226,7 @@ __all__ = [
     "NAME_RULES",
     "InvalidName",
     "name_key",
+    "name_keys",
+    "names_clash",
     "normalize_name",
 ]

@@ -120,7 +120,7 @@ _SUPPLEMENT = str.maketrans({"п": "n"})
 def _prototypes() -> dict[int, str]:
     """confusables.txt as a translation table: each character to the prototype it is confusable with."""
     table: dict[int, str] = {}
-    text = importlib.resources.files(__package__).joinpath("confusables.txt").read_text(encoding="utf-8-sig")
+    text = importlib.resources.files("chat.protocol").joinpath("confusables.txt").read_text(encoding="utf-8-sig")
     for line in text.splitlines():
         data = line.partition("#")[0].strip()
         if data:
@@ -141,20 +141,33 @@ def skeleton(text: str) -> str:
 
 
 def name_key(name: str) -> str:
-    """The key under which a name is unique: case and look-alikes folded away.
+    """The key a name is filed under: case folded away, and look-alikes in small letters.
 
-    Two names with the same key can't be online at once.  UTS #39 skeletons
-    are case-sensitive (capital I is confusable with l, small i is not), so
-    the key takes the skeleton of the name in capitals, folds the case, and
-    takes the skeleton again: what looks alike in capitals or in small letters
-    shares a key.
-
-    >>> name_key("Alice") == name_key("ALICE") == name_key("AIice")  # a capital i
-    True
     >>> name_key("Алиса") == name_key("АЛИСА")
     True
     >>> name_key("bob") == name_key("b০b")  # a Bengali zero
     True
     """
+    return name_keys(name)[0]
+
+
+def name_keys(name: str) -> tuple[str, str]:
+    """The keys under which a name is unique: two names that share one can't be online at once.
+
+    UTS #39 skeletons are case-sensitive (capital I is confusable with l,
+    small i is not; small Greek ν with v, its capital Ν with N), so a name
+    has two: the skeleton of its small letters, and that of its capitals
+    (case folded after).  The first is :func:`name_key`; the second is
+    tagged, so it is only ever compared with other names' second keys.
+
+    >>> names_clash("Alice", "AIice"), names_clash("vova", "νονα"), names_clash("Bob", "Вов")
+    (True, True, True)
+    """
     small = unicodedata.normalize("NFKC", name).casefold().translate(_SUPPLEMENT)
-    return skeleton(skeleton(small.upper()).casefold()).casefold()
+    return (skeleton(skeleton(small).casefold()).casefold(),
+            "capitals:" + skeleton(small.upper()).casefold())  # one skeleton: Г ~ Γ and У ~ Y, never г ~ у
+
+
+def names_clash(one: str, other: str) -> bool:
+    """Whether two names share a key: they look alike, and only one of them may be online."""
+    return bool(set(name_keys(one)) & set(name_keys(other)))

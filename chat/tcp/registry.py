@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from chat import protocol
+
 if TYPE_CHECKING:  # annotations only: the registry never calls into a session's module
     from chat.tcp.session import Session
 
@@ -51,6 +53,7 @@ class Registry:
         self.lock = threading.Lock()
         self._sessions: set[Session] = set()  # every open connection
         self._by_key: dict[str, Session] = {}  # registered users, by name_key
+        self._claims: dict[str, Session] = {}  # every key of every registered name (protocol.name_keys)
         # The same users, for broadcasts: a new tuple on every change, so a reader takes it
         # whole under the lock and iterates it outside.
         self._members: tuple[Session, ...] = ()
@@ -116,26 +119,32 @@ class Registry:
         session becomes a member.  Returns ``"welcomed"``, ``"taken"``, or
         ``"not-reading"`` (its queue is full of replies it never read).
         """
+        claims = protocol.name_keys(name)
         with self.lock:
-            if key in self._by_key:
+            if key in self._by_key or any(claim in self._claims for claim in claims):
                 return "taken"
             if not session.outbox.put(welcome(len(self._members) + 1), may_wait=False):  # never wait under the lock
                 return "not-reading"
             session.name, session.key = name, key
             self._by_key[key] = session
+            self._claims.update(dict.fromkeys(claims, session))
             self._members += (session,)
             self.users_peak = max(self.users_peak, len(self._members))
             return "welcomed"
 
     def rename(self, session: Session, name: str, key: str) -> str | None:
         """Give ``session`` a new name; its old name, or None if another user has the new one."""
+        claims = protocol.name_keys(name)
         with self.lock:
-            holder = self._by_key.get(key)
-            if holder is not None and holder is not session:
+            holders = {self._by_key.get(key), *(self._claims.get(claim) for claim in claims)} - {None, session}
+            if holders:
                 return None
             old = session.name
             del self._by_key[session.key]
+            for claim in protocol.name_keys(old):
+                self._claims.pop(claim, None)
             self._by_key[key] = session
+            self._claims.update(dict.fromkeys(claims, session))
             session.name, session.key = name, key
             return old
 
@@ -145,6 +154,9 @@ class Registry:
             if session.key is None or self._by_key.get(session.key) is not session:
                 return False
             del self._by_key[session.key]
+            for claim in protocol.name_keys(session.name):
+                if self._claims.get(claim) is session:
+                    del self._claims[claim]
             self._members = tuple(member for member in self._members if member is not session)
             self.leaves[reason] += 1
             return True

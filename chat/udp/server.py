@@ -119,6 +119,7 @@ class UDPChatServer(CommandDispatch):
         self.server_address: tuple = self._sock.getsockname()[:2]
         self._lock = threading.Lock()  # guards the tables for readers in other threads
         self._members: dict[str, Member] = {}  # by name_key
+        self._claims: dict[str, str] = {}  # every key of every member's name (protocol.name_keys) -> its name_key
         self._by_address: dict[tuple, str] = {}
         self._rng = random.Random(self.faults.seed)
         self._counts: Counter[str] = Counter()
@@ -299,7 +300,8 @@ class UDPChatServer(CommandDispatch):
             self._refuse(address, claimed)
             return
         name, key = claimed
-        if key in self._members:
+        claims = protocol.name_keys(name)
+        if key in self._members or any(claim in self._claims for claim in claims):
             self._refuse(address, protocol.name_refused(name))
             return
         if len(self._members) >= self.max_members:
@@ -307,6 +309,7 @@ class UDPChatServer(CommandDispatch):
             return
         with self._lock:
             self._members[key] = Member(name, address, now, self._new_bucket(now), token)
+            self._claims.update(dict.fromkeys(claims, key))
             self._by_address[address] = key
             self._members_peak = max(self._members_peak, len(self._members))
         self._reply(address, protocol.welcome(name, len(self._members)))
@@ -320,7 +323,9 @@ class UDPChatServer(CommandDispatch):
             return
         new, new_key = claimed
         old_key = protocol.name_key(member.name)
-        if new_key != old_key and new_key in self._members:
+        claims = protocol.name_keys(new)
+        holders = {self._claims.get(claim) for claim in claims} | ({new_key} if new_key in self._members else set())
+        if holders - {None, old_key}:
             self._refuse(member.address, protocol.name_refused(new))
             return
         if new == member.name:
@@ -328,8 +333,11 @@ class UDPChatServer(CommandDispatch):
         old = member.name
         with self._lock:
             del self._members[old_key]
+            for claim in protocol.name_keys(old):
+                self._claims.pop(claim, None)
             member.name = new
             self._members[new_key] = member
+            self._claims.update(dict.fromkeys(claims, new_key))
             self._by_address[member.address] = new_key
         self._announce(Renamed(old, new))
 
@@ -337,6 +345,9 @@ class UDPChatServer(CommandDispatch):
         key = protocol.name_key(member.name)
         with self._lock:
             self._members.pop(key, None)
+            for claim in protocol.name_keys(member.name):
+                if self._claims.get(claim) == key:
+                    del self._claims[claim]
             self._by_address.pop(member.address, None)
             self._leaves[reason.value] += 1
         self._announce(Left(member.name, reason, detail))
