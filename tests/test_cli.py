@@ -8,7 +8,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -561,8 +560,12 @@ def test_console_client_in_a_real_terminal_keeps_the_welcome_on_screen_when_line
     with pane:
         rows = pane.wait_for(lambda rows: rows[:3] == ["= welcome: you are bob, 1 online; /help lists the commands; /quit leaves",
                                                         "= who: 1 online: bob", ">"])
-        time.sleep(0.5)  # a late redraw would scroll now: nothing to wait on but time
-        assert pane.rows()[:3] == rows[:3]
+        pane.type("ещё")  # a redraw after the first: a prompt drawn too low would have scrolled by now
+        rows = pane.wait_for(lambda rows: "> ещё" in rows)
+        assert rows[:2] == ["= welcome: you are bob, 1 online; /help lists the commands; /quit leaves",
+                            "= who: 1 online: bob"]
+        pane.press("Enter")
+        pane.wait_for(lambda rows: [row for row in rows if row][-1:] == [">"])  # sent: the prompt is empty again
         pane.press("C-d")
         assert pane.exit_status() == 0
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import socket
 import threading
@@ -146,30 +147,42 @@ def test_help_lists_every_command(server):
         assert [reply.text.split(" - ")[0] for reply in replies] == [usage for usage, _ in COMMAND_HELP]
 
 
-def test_a_welcome_that_names_nobody_is_refused_as_a_protocol_error():
+@contextlib.contextmanager
+def scripted_server(script):
+    """A fake server for one connection on loopback: ``script(connection)`` runs in a thread of its own."""
     with socket.create_server(("127.0.0.1", 0)) as listener:
         listener.settimeout(5)
 
-        def fake_server():
+        def serve():
             connection, _ = listener.accept()
             with connection:
                 connection.settimeout(5)
-                connection.recv(100)
-                connection.sendall(b"= welcome: , 1 online; /help lists the commands\n")
-                connection.recv(100)  # until the client gives up and closes
+                script(connection)
 
-        thread = threading.Thread(target=fake_server, name="test-fake-server")
+        thread = threading.Thread(target=serve, name="test-fake-server")
         thread.start()
+        try:
+            yield listener.getsockname()
+        finally:
+            thread.join(5)
+    assert not thread.is_alive()
+
+
+def test_a_welcome_that_names_nobody_is_refused_as_a_protocol_error():
+    def script(connection):
+        connection.recv(100)
+        connection.sendall(b"= welcome: , 1 online; /help lists the commands\n")
+        connection.recv(100)  # until the client gives up and closes
+
+    with scripted_server(script) as address:
         client = ChatClient(timeout_s=5)
         try:
-            client.open(listener.getsockname())
+            client.open(address)
             with pytest.raises(ConnectionError, match="names nobody"):
                 client.register("bob")
             assert client.name is None
         finally:
             client.close()
-            thread.join(5)
-    assert not thread.is_alive()
 
 
 def test_say_waits_while_flood_control_holds_it_back_and_a_timeout_gives_up_without_breaking_anything(start_server):
@@ -197,24 +210,18 @@ def test_the_transcript_and_the_unread_events_stay_bounded_however_long_the_line
     from chat.clientbase import DEFAULT_KEEP_BYTES, text_bytes
 
     line = ("<Алиса> " + "ж" * 500_000 + "\n").encode()  # a server sending half-megabyte lines, 40 of them
-    with socket.create_server(("127.0.0.1", 0)) as listener:
-        listener.settimeout(5)
 
-        def fake_server():
-            connection, _ = listener.accept()
-            with connection:
-                connection.settimeout(5)
-                connection.recv(100)
-                connection.sendall(b"= welcome: bob, 2 online; /help lists the commands\n")
-                for _ in range(40):
-                    connection.sendall(line)
-                connection.sendall("<Алиса> последняя\n".encode())
+    def script(connection):
+        connection.recv(100)
+        connection.sendall(b"= welcome: bob, 2 online; /help lists the commands\n")
+        for _ in range(40):
+            connection.sendall(line)
+        connection.sendall("<Алиса> последняя\n".encode())
 
-        thread = threading.Thread(target=fake_server, name="test-fake-server")
-        thread.start()
+    with scripted_server(script) as address:
         client = ChatClient(timeout_s=5)
         try:
-            client.connect(listener.getsockname(), "bob")
+            client.connect(address, "bob")
             wait_until(lambda: not client.connected)
             transcript = client.transcript
             assert transcript.bytes <= DEFAULT_KEEP_BYTES < 40 * 500_000 and transcript.forgotten > 0
@@ -222,8 +229,6 @@ def test_the_transcript_and_the_unread_events_stay_bounded_however_long_the_line
             assert ChatMessage("Алиса", "последняя") in list(client.transcript)  # the newest are the ones kept
         finally:
             client.close()
-            thread.join(5)
-    assert not thread.is_alive()
 
 
 def test_an_event_log_keeps_the_newest_within_its_count_and_its_bytes():

@@ -19,6 +19,7 @@ module is imported in IPython) skips a cell that shows what only Linux does.
 from __future__ import annotations
 
 import contextlib
+import logging
 import socket
 import sys
 import threading
@@ -32,6 +33,8 @@ from chat.lab.scale import REPORT_DIR, scale, stored_label, stored_results
 from chat.protocol import ChatMessage, Joined, Left
 from chat.tcp.client import ChatClient, connect
 from chat.tcp.server import ChatServer, ServerStats
+
+log = logging.getLogger(__name__)  # a warning shows under the cell that caused it (stderr), as in any program
 
 SOCKET_TIMEOUT_S = 5.0
 MAX_STALLED_MESSAGES = 10_000  # far more than any queue and kernel buffer hold: the stalled user is gone first
@@ -49,8 +52,8 @@ def results(scenario: str, *, users=None, rates=None, seconds=None) -> dict:
     """
     sizes = {key: value for key, value in (("users", users), ("rates", rates), ("seconds", seconds)) if value is not None}
     if not LINUX:
-        print(f"{scenario}: this machine is not Linux, whose /proc the measurements read; "
-              f"here is the {stored_label(stored_results(scenario))}")
+        log.warning("%s: this machine is not Linux, whose /proc the measurements read; here is the %s",
+                    scenario, stored_label(stored_results(scenario)))
         return stored_results(scenario)
     if scale() == "quick" or sizes:
         return _with_progress(scenario, "quick" if scale() == "quick" else "full", sizes)
@@ -88,8 +91,8 @@ def _register_linux_only() -> None:
         if LINUX:
             shell.run_cell(cell)  # its output and its last value are shown as for any cell
             return None
-        print(f"skipped: this cell shows what Linux does{' (' + line.strip() + ')' if line.strip() else ''}, "
-              f"and this is {sys.platform}")
+        log.warning("skipped: this cell shows what Linux does%s, and this is %s",
+                    f" ({line.strip()})" if line.strip() else "", sys.platform)
         return None
 
     shell.register_magic_function(linux_only, magic_kind="cell")
