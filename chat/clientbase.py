@@ -71,8 +71,9 @@ class EventLog:
         self.bytes = 0
         self.forgotten = 0
 
-    def append(self, event: ClientEvent) -> None:
-        size = text_bytes(event)
+    def append(self, event: ClientEvent, size: int | None = None) -> None:
+        """Keep ``event`` (its :func:`text_bytes`, if the caller has them already, in ``size``)."""
+        size = text_bytes(event) if size is None else size
         self._events.append((event, size))
         self.bytes += size
         while len(self._events) > 1 and (len(self._events) > self.max_events or self.bytes > self.max_bytes):
@@ -154,11 +155,12 @@ class ClientBase:
                 if self._disconnected is not None:
                     return
                 self._disconnected = event
-            self.transcript.append(event)
+            size = text_bytes(event)
+            self.transcript.append(event, size)
             if isinstance(event, Reply) and event.topic in self._replies:
                 self._replies[event.topic].append(event)  # the answer a request waits for
             else:
-                self._unread.append(event)
+                self._unread.append(event, size)
             self._arrived.notify_all()
         if self.on_event is not None:
             try:

@@ -89,9 +89,7 @@ class NamesOnline:
         self.mine: str | None = None
 
     def learn(self, event) -> None:
-        if isinstance(event, protocol.Reply | protocol.Joined | protocol.Left | protocol.Renamed | protocol.ChatMessage
-                      | protocol.Action | protocol.PrivateMessage):
-            event = _cleaned(event)  # a hostile server's names must not reach the input line raw
+        event = _cleaned(event)  # a hostile server's names must not reach the input line raw
         with self._lock:
             match event:
                 case protocol.Reply(topic="welcome"):
@@ -242,7 +240,7 @@ class TerminalConsole:
         self._prompt: asyncio.Task | None = None
         self._typed: collections.deque[str] = collections.deque()  # lines entered, not yet read
         self._line_entered = asyncio.Event()
-        self._waiting: collections.deque[list[tuple[str, str]]] = collections.deque()  # lines to show
+        self._waiting: collections.deque[tuple[list[tuple[str, str]], int]] = collections.deque()  # lines to show, sizes
         self._waiting_bytes = 0
         self._room = threading.Condition()  # the receive thread waits on it while too much waits to be shown
         self._closed = False
@@ -267,7 +265,7 @@ class TerminalConsole:
             while (len(self._waiting) >= MAX_WAITING_LINES or self._waiting_bytes + size > MAX_WAITING_BYTES) \
                     and self._waiting and not self._closed and threading.current_thread() is not threading.main_thread():
                 self._room.wait(0.5)
-            self._waiting.append(fragments)
+            self._waiting.append((fragments, size))
             self._waiting_bytes += size
         self._call_in_loop(self._print_waiting)
 
@@ -297,8 +295,8 @@ class TerminalConsole:
         output = self._session.app.output
         while self._waiting:
             with self._room:
-                fragments = self._waiting.popleft()
-                self._waiting_bytes -= sum(len(text) for _, text in fragments)
+                fragments, size = self._waiting.popleft()
+                self._waiting_bytes -= size
                 self._room.notify_all()
             write_fragments(output, [*fragments, ("", "\n")], self._style)
             self._shown.append([(style, text[:SHOWN_KEPT_CHARS]) for style, text in fragments])
@@ -321,10 +319,11 @@ class TerminalConsole:
             return
         columns = max(1, size.columns)
         typed = f"{self._session.message}{self._session.default_buffer.text}"
-        room = max(0, size.rows - -(-max(1, get_cwidth(typed)) // columns))  # rows above the input line
+        rows_of = lambda width: -(-max(1, width) // columns)  # a line of that width, wrapped
+        room = max(0, size.rows - rows_of(get_cwidth(typed)))  # rows above the input line
         latest: list[list[tuple[str, str]]] = []
         for fragments in reversed(self._shown):
-            rows = -(-max(1, sum(get_cwidth(text) for _, text in fragments)) // columns)
+            rows = rows_of(sum(get_cwidth(text) for _, text in fragments))
             if rows > room:
                 break
             room -= rows
@@ -417,38 +416,37 @@ class HeldEvents:
     def __init__(self, console) -> None:
         self._console = console
         self._lock = threading.Lock()
-        self._events: list = []
+        self._welcome: protocol.Reply | None = None
+        # What came after the welcome (before it: nothing to show), bounded as the client's own memory.
+        self._after_welcome: collections.deque = collections.deque(maxlen=CONSOLE_KEEP_EVENTS)
         self._holding = True
 
     def offer(self, event) -> None:
         with self._lock:
             if self._holding:
-                self._events.append(event)
-                if len(self._events) > CONSOLE_KEEP_EVENTS:  # bounded as the client's own memory: the oldest go
-                    welcome = self.welcome()
-                    self._events = [event for event in self._events[-CONSOLE_KEEP_EVENTS:] if event is not welcome]
-                    if welcome is not None:
-                        self._events.insert(0, welcome)
+                if isinstance(event, protocol.Reply) and event.topic == "welcome":
+                    self._welcome = event
+                    self._after_welcome.clear()
+                else:
+                    self._after_welcome.append(event)
                 return
         self._console.show(event)
 
     def forget(self) -> None:
         """A name was refused: what came before belongs to that attempt."""
         with self._lock:
-            self._events.clear()
+            self._welcome = None
+            self._after_welcome.clear()
 
     def welcome(self) -> protocol.Reply | None:
-        return next((event for event in list(self._events) if isinstance(event, protocol.Reply) and event.topic == "welcome"),
-                    None)
+        return self._welcome
 
     def release(self) -> None:
         """Show what came after the welcome, then show every event as it comes."""
         with self._lock:
-            start = next((index + 1 for index, event in enumerate(self._events)
-                          if isinstance(event, protocol.Reply) and event.topic == "welcome"), len(self._events))
-            for event in self._events[start:]:
+            for event in self._after_welcome if self._welcome is not None else ():
                 self._console.show(event)
-            self._events.clear()
+            self._after_welcome.clear()
             self._holding = False
 
 

@@ -61,6 +61,7 @@ class Outbox:
         self._lock = threading.Lock()
         self._writer_may_go = threading.Condition(self._lock)
         self._room = threading.Condition(self._lock)  # senders waiting for the server's writes to catch up
+        self._waiting_for_room = 0  # how many: the flusher's sweep notifies only when somebody waits
         self._chunks: collections.deque[bytes] = collections.deque()
         self._queued_bytes = 0
         self._busy = False  # somebody is writing to the socket right now
@@ -111,15 +112,24 @@ class Outbox:
             remaining = deadline - time.monotonic()
             if self._behind or remaining <= 0:  # the socket refused bytes: the client doesn't keep up
                 return False
-            self._room.wait(remaining)
+            self._waiting_for_room += 1
+            try:
+                self._room.wait(remaining)
+            finally:
+                self._waiting_for_room -= 1
         return True
+
+    def _made_room(self) -> None:
+        """Under the lock: bytes left, or the outbox closed; a sender waiting for room looks again."""
+        if self._waiting_for_room:
+            self._room.notify_all()
 
     def close(self) -> None:
         """Accept nothing more; the writer sends what is queued, then :meth:`take` returns None."""
         with self._lock:
             self._closed = True
             self._writer_may_go.notify()
-            self._room.notify_all()
+            self._made_room()
 
     # -- the flusher's side ---------------------------------------------------------
 
@@ -144,7 +154,7 @@ class Outbox:
                 self._behind = True
             if self._behind or self._closed:
                 self._writer_may_go.notify()
-            self._room.notify_all()
+            self._made_room()
         return True
 
     # -- the writer's side -------------------------------------------------------------
@@ -173,7 +183,7 @@ class Outbox:
             caught_up = not self._chunks and self._flusher is not None
             if caught_up:
                 self._behind = False
-            self._room.notify_all()
+            self._made_room()
 
 
 class Flusher:

@@ -52,8 +52,8 @@ class Registry:
         self.max_clients = max_clients
         self.lock = threading.Lock()
         self._sessions: set[Session] = set()  # every open connection
-        self._by_key: dict[str, Session] = {}  # registered users, by name_key
-        self._claims: dict[str, Session] = {}  # every key of every registered name (protocol.name_keys)
+        # Registered users by every key of their names (protocol.name_keys; the first is the name_key).
+        self._claims: dict[str, Session] = {}
         # The same users, for broadcasts: a new tuple on every change, so a reader takes it
         # whole under the lock and iterates it outside.
         self._members: tuple[Session, ...] = ()
@@ -110,7 +110,7 @@ class Registry:
 
     def find(self, key: str) -> Session | None:
         with self.lock:
-            return self._by_key.get(key)
+            return self._claims.get(key)
 
     def admit(self, session: Session, name: str, key: str, welcome: Callable[[int], bytes]) -> str:
         """Register ``session`` as ``name`` if the name is free and its welcome can be queued.
@@ -121,12 +121,11 @@ class Registry:
         """
         claims = protocol.name_keys(name)
         with self.lock:
-            if key in self._by_key or any(claim in self._claims for claim in claims):
+            if any(claim in self._claims for claim in claims):
                 return "taken"
             if not session.outbox.put(welcome(len(self._members) + 1), may_wait=False):  # never wait under the lock
                 return "not-reading"
             session.name, session.key = name, key
-            self._by_key[key] = session
             self._claims.update(dict.fromkeys(claims, session))
             self._members += (session,)
             self.users_peak = max(self.users_peak, len(self._members))
@@ -134,27 +133,24 @@ class Registry:
 
     def rename(self, session: Session, name: str, key: str) -> str | None:
         """Give ``session`` a new name; its old name, or None if another user has the new one."""
-        claims = protocol.name_keys(name)
+        claims, old_claims = protocol.name_keys(name), protocol.name_keys(session.name)  # out of the lock
         with self.lock:
-            holders = {self._by_key.get(key), *(self._claims.get(claim) for claim in claims)} - {None, session}
-            if holders:
+            if {self._claims.get(claim) for claim in claims} - {None, session}:
                 return None
             old = session.name
-            del self._by_key[session.key]
-            for claim in protocol.name_keys(old):
+            for claim in old_claims:
                 self._claims.pop(claim, None)
-            self._by_key[key] = session
             self._claims.update(dict.fromkeys(claims, session))
             session.name, session.key = name, key
             return old
 
     def remove(self, session: Session, reason: str) -> bool:
         """Unregister ``session`` (counted as leaving for ``reason``); False if it was no member."""
+        claims = protocol.name_keys(session.name) if session.name is not None else ()  # out of the lock
         with self.lock:
-            if session.key is None or self._by_key.get(session.key) is not session:
+            if session.key is None or self._claims.get(session.key) is not session:
                 return False
-            del self._by_key[session.key]
-            for claim in protocol.name_keys(session.name):
+            for claim in claims:
                 if self._claims.get(claim) is session:
                     del self._claims[claim]
             self._members = tuple(member for member in self._members if member is not session)

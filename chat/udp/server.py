@@ -301,7 +301,7 @@ class UDPChatServer(CommandDispatch):
             return
         name, key = claimed
         claims = protocol.name_keys(name)
-        if key in self._members or any(claim in self._claims for claim in claims):
+        if any(claim in self._claims for claim in claims):  # the first is the name_key
             self._refuse(address, protocol.name_refused(name))
             return
         if len(self._members) >= self.max_members:
@@ -324,8 +324,7 @@ class UDPChatServer(CommandDispatch):
         new, new_key = claimed
         old_key = protocol.name_key(member.name)
         claims = protocol.name_keys(new)
-        holders = {self._claims.get(claim) for claim in claims} | ({new_key} if new_key in self._members else set())
-        if holders - {None, old_key}:
+        if {self._claims.get(claim) for claim in claims} - {None, old_key}:
             self._refuse(member.address, protocol.name_refused(new))
             return
         if new == member.name:
